@@ -1,0 +1,1 @@
+"""The programs that connect agency software to the hub (installed as ``vdx_adapters``)."""

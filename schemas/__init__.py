@@ -1,0 +1,1 @@
+"""The national XSDs, shipped as package data (installed as ``vdx_schemas``)."""

@@ -1,0 +1,541 @@
+"""Read and write edXML packages: bytes ⇄ checked tree ⇄ :mod:`vdx.model` values.
+
+``parse(data)`` is what the hub runs on untrusted bytes: hardened parse, root, schema,
+model, identifiers, raising the first problem as :class:`EnvelopeError`.
+``check(data)`` runs the same steps but collects every problem, for people.
+``build(package)`` writes a schema-valid, unsigned package; ``parse(build(p)) == p``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from lxml import etree
+
+from . import schema
+from .errors import EnvelopeError, Problem, VdxError
+from .identifiers import identifier_problem
+from .model import (
+    VIETNAM_TZ,
+    Attachment,
+    Business,
+    BusinessDocumentInfo,
+    Code,
+    DocumentPackage,
+    DocumentType,
+    ManifestReference,
+    Organization,
+    OtherInfo,
+    Package,
+    PromulgationInfo,
+    Receiver,
+    ReplacementInfo,
+    ResponseFor,
+    SignerInfo,
+    StaffInfo,
+    StatusPackage,
+    TraceHeader,
+)
+from .xmlsafe import DEFAULT_LIMITS, EDXML_NS, ParseLimits, element_path, parse_untrusted
+
+_NS = f"{{{EDXML_NS}}}"
+_ORGANIZATION_FIELDS = (
+    ("OrganId", "organ_id"), ("OrganizationInCharge", "organization_in_charge"),
+    ("OrganName", "organ_name"), ("OrganAdd", "organ_add"), ("Email", "email"),
+    ("Telephone", "telephone"), ("Fax", "fax"), ("Website", "website"),
+)
+_STAFF_FIELDS = (
+    ("Department", "department"), ("Staff", "staff"), ("Email", "email"),
+    ("Mobile", "mobile"), ("DepartmentId", "department_id"), ("StaffId", "staff_id"),
+)
+
+
+# ====================================================================== reading ======
+
+def load_tree(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._ElementTree:
+    """Hardened parse, root and schema check of untrusted bytes (libxml2 only)."""
+    tree = parse_untrusted(data, limits)
+    check_root(tree.getroot())
+    if not schema.is_valid(tree):
+        schema.require_valid(tree)  # raises with the precise message
+    return tree
+
+
+def parse(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Package:
+    """Return the package in ``data`` or raise the first :class:`EnvelopeError`."""
+    package = from_tree(load_tree(data, limits))
+    for problem in identifier_problems(package):
+        raise EnvelopeError(problem.code, problem.message, path=problem.path)
+    return package
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Everything wrong with one package, or its values when nothing is."""
+
+    problems: tuple[Problem, ...]
+    package: Package | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def check(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Verdict:
+    """Like :func:`parse` but reports every schema and identifier problem it can find."""
+    try:
+        tree = parse_untrusted(data, limits)
+        check_root(tree.getroot())
+    except VdxError as exc:
+        return Verdict((exc.problem,))
+    problems = schema.validate(tree)
+    if problems:
+        return Verdict(tuple(problems))
+    try:
+        package = from_tree(tree)
+    except VdxError as exc:
+        return Verdict((exc.problem,))
+    problems = identifier_problems(package)
+    return Verdict(tuple(problems), None if problems else package)
+
+
+def check_root(root: etree._Element) -> None:
+    qname = etree.QName(root)
+    if qname.localname != "edXML":
+        raise EnvelopeError(
+            "envelope.wrong_root", f"the root element is {qname.localname!r}, not 'edXML'",
+            line=root.sourceline, path=f"/{qname.localname}",
+        )
+    if qname.namespace != EDXML_NS:
+        raise EnvelopeError(
+            "envelope.wrong_namespace",
+            f"edXML is in namespace {qname.namespace or '(none)'!r}, not {EDXML_NS!r}",
+            line=root.sourceline, path="/edXML",
+        )
+
+
+def identifier_problems(package: Package) -> list[Problem]:
+    roles = [("From", package.sender.organ_id)]
+    if isinstance(package, DocumentPackage):
+        roles += [(f"To[{i}]", r.organ_id) for i, r in enumerate(package.recipients, start=1)]
+    problems = []
+    for role, organ_id in roles:
+        reason = identifier_problem(organ_id)
+        if reason:
+            path = f"/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/{role}/OrganId"
+            problems.append(Problem("envelope.bad_identifier", reason, None, path))
+    return problems
+
+
+def from_tree(tree: etree._ElementTree) -> Package:
+    """Turn a schema-valid tree into model values (raises on semantic contradictions)."""
+    root = tree.getroot()
+    header = _req(_req(root, "edXMLEnvelope"), "edXMLHeader")
+    message = _req(header, "MessageHeader")
+    trace_list = _child(header, "TraceHeaderList")
+    trace = None if trace_list is None else tuple(
+        TraceHeader(_text(t, "OrganId"), _timestamp(_text(t, "Timestamp")))
+        for t in _children(trace_list, "TraceHeader")
+    )
+    sender = _organization(_req(message, "From"))
+    if _child(message, "StatusCode") is not None:
+        if _child(_req(root, "edXMLEnvelope"), "edXMLBody") is not None or \
+                _child(root, "AttachmentEncoded") is not None:
+            raise EnvelopeError("envelope.inconsistent", "a status package carries no body",
+                                path="/edXML/edXMLEnvelope/edXMLBody")
+        return StatusPackage(
+            sender=sender,
+            response_for=_response_for(_req(message, "ResponseFor")),
+            staff=_staff(_req(message, "StaffInfo")),
+            status_code=_text(message, "StatusCode"),
+            description=_text(message, "Description"),
+            timestamp=_timestamp(_text(message, "Timestamp")),
+            trace=trace,
+        )
+    ids = _children(message, "DocumentId")
+    if len(ids) != 1:
+        raise EnvelopeError("envelope.inconsistent", "DocumentId must appear exactly once",
+                            line=ids[-1].sourceline, path=element_path(ids[-1]))
+    code = _req(message, "Code")
+    promulgation = _req(message, "PromulgationInfo")
+    doc_type = _req(message, "DocumentType")
+    signer = _req(message, "SignerInfo")
+    to_places = _child(message, "ToPlaces")
+    other = _child(message, "OtherInfo")
+    business = None if trace_list is None else _child(trace_list, "Bussiness")
+    return DocumentPackage(
+        sender=sender,
+        recipients=tuple(_organization(t) for t in _children(message, "To")),
+        document_id=_content(ids[0]),
+        code=Code(_text(code, "CodeNumber"), _text(code, "CodeNotation")),
+        promulgation=PromulgationInfo(
+            _text(promulgation, "Place"), _date(_text(promulgation, "PromulgationDate"))
+        ),
+        document_type=DocumentType(
+            int(_text(doc_type, "Type")), _text(doc_type, "TypeName"),
+            _opt_int(doc_type, "TypeDetail"),
+        ),
+        subject=_text(message, "Subject"),
+        signer=SignerInfo(
+            _text(signer, "FullName"), _opt(signer, "Competence"), _opt(signer, "Position")
+        ),
+        content=_opt(message, "Content"),
+        due_date=_opt_date(message, "DueDate"),
+        to_places=None if to_places is None else _texts(to_places, "Place"),
+        other_info=None if other is None else _other_info(other),
+        response_for=tuple(_response_for(r) for r in _children(message, "ResponseFor")),
+        steering_type=_opt_int(message, "SteeringType"),
+        trace=trace,
+        business=None if business is None else _business(business),
+        attachments=_attachments(root),
+        manifest_version=_manifest_version(root),
+    )
+
+
+def _organization(el: etree._Element) -> Organization:
+    return Organization(**{attr: _opt(el, tag) for tag, attr in _ORGANIZATION_FIELDS})
+
+
+def _staff(el: etree._Element) -> StaffInfo:
+    return StaffInfo(**{attr: _opt(el, tag) for tag, attr in _STAFF_FIELDS})
+
+
+def _response_for(el: etree._Element) -> ResponseFor:
+    return ResponseFor(
+        _text(el, "OrganId"), _text(el, "Code"), _text(el, "DocumentId"),
+        _opt_date(el, "PromulgationDate"),
+    )
+
+
+def _other_info(el: etree._Element) -> OtherInfo:
+    appendixes = _child(el, "Appendixes")
+    direction = _opt(el, "Direction")
+    return OtherInfo(
+        priority=_opt_int(el, "Priority"),
+        sphere_of_promulgation=_opt(el, "SphereOfPromulgation"),
+        typer_notation=_opt(el, "TyperNotation"),
+        promulgation_amount=_opt_int(el, "PromulgationAmount"),
+        page_amount=_opt_int(el, "PageAmount"),
+        direction=None if direction is None else direction.strip() in ("true", "1"),
+        appendixes=None if appendixes is None else _texts(appendixes, "Appendix"),
+    )
+
+
+def _business(el: etree._Element) -> Business:
+    info = _child(el, "BussinessDocumentInfo")
+    replacements = _child(el, "ReplacementInfoList")
+    staff = _child(el, "StaffInfo")
+    return Business(
+        doc_type=int(_text(el, "BussinessDocType")),
+        document_id=_opt(el, "DocumentId"),
+        reason=_opt(el, "BussinessDocReason"),
+        paper=_opt_int(el, "Paper"),
+        document_info=None if info is None else _document_info(info),
+        replacements=None if replacements is None else tuple(
+            ReplacementInfo(_text(r, "DocumentId"), _texts(_req(r, "OrganIdList"), "OrganId"))
+            for r in _children(replacements, "ReplacementInfo")
+        ),
+        staff_info=None if staff is None else _staff(staff),
+    )
+
+
+def _document_info(el: etree._Element) -> BusinessDocumentInfo:
+    receivers = _child(el, "ReceiverList")
+    return BusinessDocumentInfo(
+        _text(el, "DocumentInfo"), _text(el, "DocumentReceiver"),
+        None if receivers is None else tuple(
+            Receiver(_text(r, "OrganId"), int(_text(r, "ReceiverType")))
+            for r in _children(receivers, "Receiver")
+        ),
+    )
+
+
+def _manifest_version(root: etree._Element) -> str:
+    manifest = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLBody/{_NS}edXMLManifest")
+    return "1.0" if manifest is None else manifest.get("version", "1.0")
+
+
+def _attachments(root: etree._Element) -> tuple[Attachment, ...]:
+    manifest = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLBody/{_NS}edXMLManifest")
+    listed = [] if manifest is None else [
+        (ManifestReference(_text(r, "ContentId"), _text(r, "ContentType"),
+                           _text(r, "AttachmentName"), _opt(r, "Description")), r)
+        for r in _children(manifest, "Reference")
+    ]
+    encoded = _child(root, "AttachmentEncoded")
+    attachments = []
+    for el in [] if encoded is None else _children(encoded, "Attachment"):
+        try:
+            data = binascii.a2b_base64(_req(el, "ContentTransferEncoded").text or "")
+        except binascii.Error as exc:
+            raise EnvelopeError("envelope.bad_attachment", f"not base64: {exc}",
+                                line=el.sourceline, path=element_path(el)) from exc
+        attachments.append(Attachment(
+            name=_text(el, "AttachmentName"), content_type=_text(el, "ContentType"), data=data,
+            content_id=_text(el, "ContentId"), description=_opt(el, "Description"),
+        ))
+    _match_manifest(listed, attachments)
+    return tuple(attachments)
+
+
+def _match_manifest(listed: list[tuple[ManifestReference, etree._Element]],
+                    attachments: list[Attachment]) -> None:
+    by_id = {a.content_id: a for a in attachments}
+    if len(by_id) != len(attachments):
+        raise EnvelopeError("envelope.bad_attachment", "two attachments share a ContentId")
+    seen = set()
+    for ref, el in listed:
+        attachment = by_id.get(ref.content_id)
+        where = {"line": el.sourceline, "path": element_path(el)}
+        if attachment is None:
+            raise EnvelopeError("envelope.bad_attachment",
+                                f"the manifest lists {ref.content_id} but no attachment has it",
+                                **where)
+        if attachment.reference != ref:
+            raise EnvelopeError("envelope.bad_attachment",
+                                f"the manifest entry for {ref.content_id} differs from the "
+                                f"attachment (name, type or description)", **where)
+        seen.add(ref.content_id)
+    unlisted = [a.content_id for a in attachments if a.content_id not in seen]
+    if unlisted:
+        raise EnvelopeError("envelope.bad_attachment",
+                            f"attachment {unlisted[0]} is not in the manifest")
+
+
+def _child(el: etree._Element, name: str) -> etree._Element | None:
+    return el.find(_NS + name)
+
+
+def _children(el: etree._Element, name: str) -> list[etree._Element]:
+    return el.findall(_NS + name)
+
+
+def _req(el: etree._Element, name: str) -> etree._Element:
+    child = el.find(_NS + name)
+    if child is None:  # the schema makes this unreachable for checked trees
+        raise EnvelopeError("envelope.schema", f"{name} is missing", path=element_path(el))
+    return child
+
+
+def _content(el: etree._Element) -> str:
+    if len(el) == 0:
+        return el.text or ""
+    return "".join(el.xpath("text()"))  # text split by comments
+
+
+def _text(el: etree._Element, name: str) -> str:
+    return _content(_req(el, name))
+
+
+def _opt(el: etree._Element, name: str) -> str | None:
+    child = _child(el, name)
+    return None if child is None else _content(child)
+
+
+def _texts(el: etree._Element, name: str) -> tuple[str, ...]:
+    return tuple(_content(c) for c in _children(el, name))
+
+
+def _opt_int(el: etree._Element, name: str) -> int | None:
+    value = _opt(el, name)
+    return None if value is None else int(value)
+
+
+def _date(value: str) -> date:
+    try:
+        year, month, day = value.strip().split("/")
+        return date(int(year), int(month), int(day))
+    except ValueError as exc:
+        raise EnvelopeError("envelope.schema", f"{value!r} is not a calendar date") from exc
+
+
+def _opt_date(el: etree._Element, name: str) -> date | None:
+    value = _opt(el, name)
+    return None if value is None else _date(value)
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        day, time = value.strip().split(" ")
+        hour, minute, second = time.split(":")
+        return datetime.combine(_date(day), datetime.min.time(), VIETNAM_TZ).replace(
+            hour=int(hour), minute=int(minute), second=int(second))
+    except ValueError as exc:
+        raise EnvelopeError("envelope.schema", f"{value!r} is not a valid timestamp") from exc
+
+
+# ====================================================================== writing ======
+
+def build(package: Package) -> bytes:
+    """Write ``package`` as a schema-valid, unsigned edXML package (UTF-8)."""
+    root = etree.Element(_NS + "edXML", nsmap={"edXML": EDXML_NS})
+    envelope = _sub(root, "edXMLEnvelope")
+    header = _sub(envelope, "edXMLHeader")
+    message = _sub(header, "MessageHeader")
+    _put_organization(_sub(message, "From"), package.sender)
+    if isinstance(package, StatusPackage):
+        _put_status(message, package)
+    else:
+        _put_document(message, package)
+    if package.trace is not None or getattr(package, "business", None) is not None:
+        trace_list = _sub(header, "TraceHeaderList")
+        for t in package.trace or ():
+            trace = _sub(trace_list, "TraceHeader")
+            _sub(trace, "OrganId", t.organ_id)
+            _sub(trace, "Timestamp", _format_timestamp(t.timestamp))
+        if isinstance(package, DocumentPackage) and package.business is not None:
+            _put_business(_sub(trace_list, "Bussiness"), package.business)
+    if isinstance(package, DocumentPackage):
+        _put_body(root, envelope, package)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _put_document(message: etree._Element, p: DocumentPackage) -> None:
+    for recipient in p.recipients:
+        _put_organization(_sub(message, "To"), recipient)
+    _sub(message, "DocumentId", p.document_id)
+    code = _sub(message, "Code")
+    _sub(code, "CodeNumber", p.code.number)
+    _sub(code, "CodeNotation", p.code.notation)
+    promulgation = _sub(message, "PromulgationInfo")
+    _sub(promulgation, "Place", p.promulgation.place)
+    _sub(promulgation, "PromulgationDate", _format_date(p.promulgation.date))
+    doc_type = _sub(message, "DocumentType")
+    _sub(doc_type, "Type", str(p.document_type.type))
+    _opt_sub(doc_type, "TypeDetail", p.document_type.type_detail)
+    _sub(doc_type, "TypeName", p.document_type.type_name)
+    _sub(message, "Subject", p.subject)
+    _opt_sub(message, "Content", p.content)
+    signer = _sub(message, "SignerInfo")
+    _opt_sub(signer, "Competence", p.signer.competence)
+    _opt_sub(signer, "Position", p.signer.position)
+    _sub(signer, "FullName", p.signer.full_name)
+    _opt_sub(message, "DueDate", p.due_date)
+    if p.to_places is not None:
+        places = _sub(message, "ToPlaces")
+        for place in p.to_places:
+            _sub(places, "Place", place)
+    if p.other_info is not None:
+        _put_other_info(_sub(message, "OtherInfo"), p.other_info)
+    for response in p.response_for:
+        _put_response_for(_sub(message, "ResponseFor"), response)
+    _opt_sub(message, "SteeringType", p.steering_type)
+
+
+def _put_status(message: etree._Element, p: StatusPackage) -> None:
+    _put_response_for(_sub(message, "ResponseFor"), p.response_for)
+    _put_staff(_sub(message, "StaffInfo"), p.staff)
+    _sub(message, "StatusCode", p.status_code)
+    _sub(message, "Description", p.description)
+    _sub(message, "Timestamp", _format_timestamp(p.timestamp))
+
+
+def _put_organization(el: etree._Element, org: Organization) -> None:
+    for tag, attr in _ORGANIZATION_FIELDS:
+        _opt_sub(el, tag, getattr(org, attr))
+
+
+def _put_staff(el: etree._Element, staff: StaffInfo) -> None:
+    for tag, attr in _STAFF_FIELDS:
+        _opt_sub(el, tag, getattr(staff, attr))
+
+
+def _put_response_for(el: etree._Element, r: ResponseFor) -> None:
+    _sub(el, "OrganId", r.organ_id)
+    _sub(el, "Code", r.code)
+    _opt_sub(el, "PromulgationDate", r.promulgation_date)
+    _sub(el, "DocumentId", r.document_id)
+
+
+def _put_other_info(el: etree._Element, o: OtherInfo) -> None:
+    _opt_sub(el, "Priority", o.priority)
+    _opt_sub(el, "SphereOfPromulgation", o.sphere_of_promulgation)
+    _opt_sub(el, "TyperNotation", o.typer_notation)
+    _opt_sub(el, "PromulgationAmount", o.promulgation_amount)
+    _opt_sub(el, "PageAmount", o.page_amount)
+    _opt_sub(el, "Direction", o.direction)
+    if o.appendixes is not None:
+        appendixes = _sub(el, "Appendixes")
+        for appendix in o.appendixes:
+            _sub(appendixes, "Appendix", appendix)
+
+
+def _put_business(el: etree._Element, b: Business) -> None:
+    _opt_sub(el, "DocumentId", b.document_id)
+    _sub(el, "BussinessDocType", str(b.doc_type))
+    _opt_sub(el, "BussinessDocReason", b.reason)
+    _opt_sub(el, "Paper", b.paper)
+    if b.document_info is not None:
+        info = _sub(el, "BussinessDocumentInfo")
+        _sub(info, "DocumentInfo", b.document_info.document_info)
+        _sub(info, "DocumentReceiver", b.document_info.document_receiver)
+        if b.document_info.receivers is not None:
+            receivers = _sub(info, "ReceiverList")
+            for r in b.document_info.receivers:
+                receiver = _sub(receivers, "Receiver")
+                _sub(receiver, "OrganId", r.organ_id)
+                _sub(receiver, "ReceiverType", str(r.receiver_type))
+    elif b.replacements is not None:
+        replacements = _sub(el, "ReplacementInfoList")
+        for r in b.replacements:
+            info = _sub(replacements, "ReplacementInfo")
+            _sub(info, "DocumentId", r.document_id)
+            organs = _sub(info, "OrganIdList")
+            for organ_id in r.organ_ids:
+                _sub(organs, "OrganId", organ_id)
+    if b.staff_info is not None:
+        _put_staff(_sub(el, "StaffInfo"), b.staff_info)
+
+
+def _put_body(root: etree._Element, envelope: etree._Element, p: DocumentPackage) -> None:
+    manifest = _sub(_sub(envelope, "edXMLBody"), "edXMLManifest")
+    manifest.set("version", p.manifest_version)
+    for ref in p.manifest:
+        reference = _sub(manifest, "Reference")
+        _sub(reference, "ContentId", ref.content_id)
+        _sub(reference, "ContentType", ref.content_type)
+        _opt_sub(reference, "Description", ref.description)
+        _sub(reference, "AttachmentName", ref.attachment_name)
+    if p.attachments:
+        encoded = _sub(root, "AttachmentEncoded")
+        for a in p.attachments:
+            attachment = _sub(encoded, "Attachment")
+            _sub(attachment, "ContentId", a.content_id)
+            _sub(attachment, "AttachmentName", a.name)
+            _opt_sub(attachment, "Description", a.description)
+            _sub(attachment, "ContentType", a.content_type)
+            _sub(attachment, "ContentTransferEncoded", base64.b64encode(a.data).decode("ascii"))
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, _NS + name)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _opt_sub(parent: etree._Element, name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, date):
+        text = _format_date(value)
+    else:
+        text = str(value)
+    _sub(parent, name, text)
+
+
+def _format_date(value: date) -> str:
+    return f"{value.year:04d}/{value.month:02d}/{value.day:02d}"  # strftime drops zeros < 1000
+
+
+def _format_timestamp(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(VIETNAM_TZ)
+    return f"{_format_date(value)} {value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+
+

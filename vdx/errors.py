@@ -1,0 +1,190 @@
+"""One error catalogue, shared by the library, the CLI, logs and receipts.
+
+Every failure the hub can report has a stable code ``<family>.<name>`` (for example
+``envelope.too_deep``) with a one-line summary in English and Vietnamese. Codes never
+change meaning once published: agency software matches on them.
+
+Raise the family's exception with a code from :data:`CATALOGUE`; the message adds what
+is specific to this occurrence, ``line`` and ``path`` locate it in the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    en: str
+    vi: str
+
+    @property
+    def family(self) -> str:
+        return self.code.split(".", 1)[0]
+
+
+CATALOGUE: dict[str, ErrorCode] = {}
+
+
+def _define(code: str, en: str, vi: str) -> None:
+    CATALOGUE[code] = ErrorCode(code, en, vi)
+
+
+# -- envelope: the bytes, the XML and the national schema ------------------------------
+_define("envelope.empty", "the package is empty", "gói tin rỗng")
+_define("envelope.too_large", "the package exceeds the size limit",
+        "gói tin vượt quá kích thước cho phép")
+_define("envelope.junk_before_xml", "bytes precede the XML declaration",
+        "có dữ liệu thừa trước khai báo XML")
+_define("envelope.bad_encoding", "the bytes do not match the declared character encoding",
+        "dữ liệu không đúng bảng mã ký tự đã khai báo")
+_define("envelope.not_xml", "the package is not well-formed XML",
+        "gói tin không phải XML hợp lệ về cú pháp")
+_define("envelope.dtd_forbidden", "document type declarations (DTD) are not allowed",
+        "không được phép khai báo DTD")
+_define("envelope.entity_forbidden", "entity references are not allowed",
+        "không được phép dùng tham chiếu thực thể")
+_define("envelope.xinclude_forbidden", "XInclude is not allowed",
+        "không được phép dùng XInclude")
+_define("envelope.too_deep", "elements are nested too deeply",
+        "các phần tử lồng nhau quá sâu")
+_define("envelope.text_too_large", "a text node exceeds the size limit",
+        "một nút văn bản vượt quá kích thước cho phép")
+_define("envelope.attribute_too_large", "an attribute value exceeds the size limit",
+        "một giá trị thuộc tính vượt quá kích thước cho phép")
+_define("envelope.wrong_namespace", "the root element is not in the edXML namespace",
+        "phần tử gốc không thuộc không gian tên edXML")
+_define("envelope.wrong_root", "the root element is not edXML",
+        "phần tử gốc không phải edXML")
+_define("envelope.schema", "the package does not conform to the edXML schema",
+        "gói tin không tuân thủ lược đồ edXML")
+_define("envelope.bad_identifier", "an agency identifier is malformed",
+        "mã định danh cơ quan không đúng định dạng")
+_define("envelope.bad_attachment", "the manifest and the attachments do not agree",
+        "danh mục và tệp đính kèm không khớp nhau")
+_define("envelope.inconsistent", "the package contradicts itself",
+        "nội dung gói tin mâu thuẫn")
+
+# -- signature: XML-DSig and the certificate behind it ---------------------------------
+_define("signature.missing", "the package is not signed", "gói tin chưa được ký số")
+_define("signature.invalid", "the signature does not verify", "chữ ký số không hợp lệ")
+_define("signature.digest_mismatch", "the signed content was changed after signing",
+        "nội dung đã bị thay đổi sau khi ký")
+_define("signature.weak_algorithm", "the signature uses an algorithm that is not allowed",
+        "chữ ký dùng thuật toán không được phép")
+_define("signature.bad_transform", "the signature uses a transform that is not allowed",
+        "chữ ký dùng phép biến đổi không được phép")
+_define("signature.misplaced", "the signature is not where edXML places it",
+        "chữ ký không nằm ở vị trí quy định")
+_define("signature.multiple", "the package carries more than one signature",
+        "gói tin có nhiều hơn một chữ ký")
+_define("signature.wrong_signer",
+        "the package was not signed with the sender's registered certificate",
+        "gói tin không được ký bằng chứng thư đã đăng ký của bên gửi")
+_define("signature.untrusted_certificate",
+        "the signer certificate does not chain to a trusted root",
+        "chứng thư ký không thuộc chuỗi tin cậy")
+_define("signature.expired_certificate", "the signer certificate is not valid now",
+        "chứng thư ký đã hết hạn hoặc chưa có hiệu lực")
+_define("signature.revoked_certificate", "the signer certificate has been revoked",
+        "chứng thư ký đã bị thu hồi")
+_define("signature.key_usage", "the signer certificate is not meant for document signing",
+        "chứng thư ký không dành cho ký văn bản")
+
+# -- registry: which agencies exist and what speaks for them ---------------------------
+_define("registry.unknown_node", "the agency is not registered",
+        "cơ quan chưa được đăng ký")
+_define("registry.node_suspended", "the agency is suspended", "cơ quan đang bị tạm dừng")
+_define("registry.node_revoked", "the agency has been revoked", "cơ quan đã bị thu hồi")
+_define("registry.duplicate_node", "the agency is already registered",
+        "cơ quan đã được đăng ký")
+_define("registry.bad_certificate", "the certificate cannot be registered for this agency",
+        "chứng thư không thể đăng ký cho cơ quan này")
+
+# -- routing: who may send what to whom ------------------------------------------------
+_define("routing.sender_mismatch", "the package was published under another agency's name",
+        "gói tin được gửi dưới danh nghĩa cơ quan khác")
+_define("routing.unknown_recipient", "a recipient is not a registered, active agency",
+        "cơ quan nhận chưa đăng ký hoặc không hoạt động")
+_define("routing.not_allowed", "the sender may not send this status or change this document",
+        "bên gửi không có quyền gửi trạng thái hoặc thay đổi văn bản này")
+_define("routing.unknown_document", "the document referred to is unknown",
+        "không tìm thấy văn bản được tham chiếu")
+
+# -- transport: broker, database and retries -------------------------------------------
+_define("transport.unavailable", "the broker or the database is unavailable",
+        "không kết nối được máy chủ trục hoặc cơ sở dữ liệu")
+_define("transport.poison", "the package failed processing repeatedly",
+        "gói tin xử lý lỗi nhiều lần")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reported problem: a catalogue code, what happened, and where."""
+
+    code: str
+    message: str
+    line: int | None = None
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "line": self.line, "path": self.path}
+
+
+class VdxError(Exception):
+    """Root of every error the hub raises on purpose; ``code`` is in :data:`CATALOGUE`."""
+
+    family = ""
+
+    def __init__(
+        self, code: str, message: str | None = None, *, line: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        spec = CATALOGUE.get(code)
+        if spec is None or (self.family and spec.family != self.family):
+            raise ValueError(f"{type(self).__name__} cannot carry code {code!r}")
+        self.code = code
+        self.message = message or spec.en
+        self.line = line
+        self.path = path
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def spec(self) -> ErrorCode:
+        return CATALOGUE[self.code]
+
+    @property
+    def problem(self) -> Problem:
+        return Problem(self.code, self.message, self.line, self.path)
+
+
+class EnvelopeError(VdxError):
+    family = "envelope"
+
+
+class SignatureError(VdxError):
+    family = "signature"
+
+
+class RegistryError(VdxError):
+    family = "registry"
+
+
+class RoutingError(VdxError):
+    family = "routing"
+
+
+class TransportError(VdxError):
+    family = "transport"
+
+
+FAMILIES: dict[str, type[VdxError]] = {
+    cls.family: cls
+    for cls in (EnvelopeError, SignatureError, RegistryError, RoutingError, TransportError)
+}
+
+
+def error_for(code: str, message: str | None = None, **where: int | str | None) -> VdxError:
+    """Build the exception of the right family for ``code``."""
+    return FAMILIES[CATALOGUE[code].family](code, message, **where)  # type: ignore[arg-type]
