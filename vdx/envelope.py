@@ -136,7 +136,7 @@ def from_tree(tree: etree._ElementTree) -> Package:
     header = _req(_req(root, "edXMLEnvelope"), "edXMLHeader")
     message = _req(header, "MessageHeader")
     trace_list = _child(header, "TraceHeaderList")
-    trace = None if trace_list is None else tuple(
+    trace = () if trace_list is None else tuple(
         TraceHeader(_text(t, "OrganId"), _timestamp(_text(t, "Timestamp")))
         for t in _children(trace_list, "TraceHeader")
     )
@@ -380,9 +380,9 @@ def build(package: Package) -> bytes:
         _put_status(message, package)
     else:
         _put_document(message, package)
-    if package.trace is not None or getattr(package, "business", None) is not None:
+    if package.trace or getattr(package, "business", None) is not None:
         trace_list = _sub(header, "TraceHeaderList")
-        for t in package.trace or ():
+        for t in package.trace:
             trace = _sub(trace_list, "TraceHeader")
             _sub(trace, "OrganId", t.organ_id)
             _sub(trace, "Timestamp", _format_timestamp(t.timestamp))

@@ -193,7 +193,7 @@ class DocumentPackage:
     other_info: OtherInfo | None = None
     response_for: tuple[ResponseFor, ...] = ()
     steering_type: int | None = None
-    trace: tuple[TraceHeader, ...] | None = None
+    trace: tuple[TraceHeader, ...] = ()
     business: Business | None = None
     attachments: tuple[Attachment, ...] = ()
     manifest_version: str = "1.0"
@@ -218,7 +218,7 @@ class StatusPackage:
     status_code: str
     description: str
     timestamp: datetime
-    trace: tuple[TraceHeader, ...] | None = None
+    trace: tuple[TraceHeader, ...] = ()
 
     @property
     def kind(self) -> str:

@@ -19,7 +19,7 @@ from .errors import EnvelopeError, Problem
 from .xmlsafe import EDXML_NS, element_path
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
-_PREFIXES = {EDXML_NS: "", DS_NS: "ds:"}
+_PREFIXES = {EDXML_NS: "", DS_NS: "ds:"}  # edXML names are shown bare
 _lock = threading.Lock()
 
 
@@ -57,11 +57,10 @@ def validate(tree: etree._ElementTree, name: str = "edxml.xsd") -> list[Problem]
     with _lock:
         if schema.validate(tree):
             return []
-        fallback = [
+        libxml2 = [
             Problem("envelope.schema", e.message, e.line or None, None) for e in schema.error_log
         ]
-    explained = explain(tree, name)
-    return explained or fallback
+    return explain(tree, name, libxml2) or libxml2
 
 
 def require_valid(tree: etree._ElementTree, name: str = "edxml.xsd") -> None:
@@ -72,8 +71,13 @@ def require_valid(tree: etree._ElementTree, name: str = "edxml.xsd") -> None:
         raise EnvelopeError(first.code, first.message, line=first.line, path=first.path)
 
 
-def explain(tree: etree._ElementTree, name: str = "edxml.xsd") -> list[Problem]:
-    """Describe each schema violation with its path, what was found and what was expected."""
+def explain(tree: etree._ElementTree, name: str = "edxml.xsd",
+            libxml2: list[Problem] = ()) -> list[Problem]:
+    """Describe each schema violation with its path, what was found and what was expected.
+
+    ``libxml2``'s messages fill in what was expected where xmlschema cannot say.
+    """
+    hints = {p.line: p.message for p in libxml2}
     problems = []
     for err in _xmlschema(name).iter_errors(tree):
         elem = err.elem
@@ -84,14 +88,22 @@ def explain(tree: etree._ElementTree, name: str = "edxml.xsd") -> list[Problem]:
             elem = elem.getparent()
         found = _qname(elem.tag) if elem is not None else "?"
         message = f"{found}: {_reason(err)}"
+        previous = elem.getprevious() if index is not None and elem is not None else None
+        while previous is not None and not isinstance(previous.tag, str):
+            previous = previous.getprevious()
+        if previous is not None:
+            message += f" (after {_qname(previous.tag)})"
         expected = getattr(err, "expected", None)
+        line = elem.sourceline if elem is not None else None
         if expected is not None:
             names = [_qname(getattr(e, "name", None) or str(e)) for e in expected]
             message += f"; expected {' or '.join(names) if names else 'no further element here'}"
+        elif "Expected is" in hints.get(line, ""):
+            message += "; expected " + _prefixed(hints[line].split("Expected is", 1)[1])
         problems.append(Problem(
             "envelope.schema",
             message,
-            elem.sourceline if elem is not None else None,
+            line,
             element_path(elem) if elem is not None else err.path,
         ))
     return problems
@@ -101,8 +113,14 @@ def _reason(err) -> str:
     reason = (err.reason or err.message or "invalid").strip()
     # xmlschema's children errors name the position; the path already says where.
     if reason.startswith("Unexpected child with tag"):
-        return "not allowed at this position"
+        return "not allowed here"
     return reason.rstrip(".")
+
+
+def _prefixed(text: str) -> str:
+    for namespace, prefix in _PREFIXES.items():
+        text = text.replace(f"{{{namespace}}}", prefix)
+    return text.strip(" .()")
 
 
 def _qname(tag: str) -> str:
