@@ -29,7 +29,7 @@ def test_valid_forms(code, form):
     ("000..00.G22", "empty group"),
     ("000/00/00/G22", "'/'"),
     ("H41." + ".".join(["01"] * 20), "at most 35"),
-    ("41.H01", "neither form"),
+    ("41A.01", "neither form"),
 ])
 def test_malformed_codes_say_what_is_wrong(code, says):
     problem = identifier_problem(code)
