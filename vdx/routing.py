@@ -1,0 +1,147 @@
+"""Who may send what to whom: the hub's routing decisions, as pure functions.
+
+The worker asks :func:`route` what to do with a verified package; the answer names the
+recipients that get a delivery. The facts it needs (node status, earlier documents) come
+through the small :class:`Directory` interface, so the rules test without a database.
+
+Rules (DESIGN.md, issue 5):
+- the broker-validated AMQP ``user_id`` must be the package's sender;
+- the sender must be active, every recipient registered and active;
+- a new document goes to each ``To`` once;
+- revoke, update, replace (business types 1–3) and recall (status 13) may come only from
+  the original document's sender and reach its original recipients;
+- any other status may come only from a recipient of the document and reaches its sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import RegistryError, RoutingError
+from .model import BusinessDocType, DocumentPackage, Package, StatusPackage
+
+ACTIVE = "active"
+RECALL = "13"
+
+
+@dataclass(frozen=True)
+class KnownDocument:
+    """A document the hub accepted earlier: who sent it and to whom."""
+
+    sender: str
+    document_id: str
+    recipients: tuple[str, ...]
+
+
+class Directory(Protocol):
+    def node_status(self, code: str) -> str | None:
+        """``active``, ``suspended``, ``revoked``, or ``None`` for an unknown code."""
+
+    def known_document(self, sender: str, document_id: str) -> KnownDocument | None:
+        """The document ``document_id`` that ``sender`` sent earlier, if any."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the hub does with an accepted package."""
+
+    sender: str
+    document_id: str
+    recipients: tuple[str, ...]
+    kind: str  # "document" or "status"
+    refers_to: KnownDocument | None = None  # the original, for statuses and business 1–3
+
+
+def route(package: Package, user_id: str | None, directory: Directory) -> Route:
+    """Decide the recipients of ``package`` or raise the error that refuses it."""
+    sender = package.sender.organ_id
+    authorise_sender(sender, user_id, directory)
+    if isinstance(package, StatusPackage):
+        return _route_status(package, directory)
+    return _route_document(package, directory)
+
+
+def authorise_sender(sender: str, user_id: str | None, directory: Directory) -> None:
+    if user_id != sender:
+        raise RoutingError(
+            "routing.sender_mismatch",
+            f"published by {user_id or 'an unnamed user'} but the package is from {sender}",
+        )
+    _require_active(sender, directory, role="sender")
+
+
+def _require_active(code: str, directory: Directory, *, role: str) -> None:
+    status = directory.node_status(code)
+    if role == "recipient" and status != ACTIVE:
+        raise RoutingError("routing.unknown_recipient",
+                           f"recipient {code} is {status or 'not registered'}")
+    if status is None:
+        raise RegistryError("registry.unknown_node", f"{role} {code} is not registered")
+    if status != ACTIVE:
+        raise RegistryError(f"registry.node_{status}", f"{role} {code} is {status}")
+
+
+def _route_document(package: DocumentPackage, directory: Directory) -> Route:
+    sender = package.sender.organ_id
+    recipients = tuple(dict.fromkeys(r.organ_id for r in package.recipients))
+    if sender in recipients:
+        raise RoutingError("routing.not_allowed", f"{sender} lists itself as a recipient")
+    for code in recipients:
+        _require_active(code, directory, role="recipient")
+    business = package.business
+    original = None
+    if business is not None and business.doc_type != BusinessDocType.NEW:
+        original = _original_of_change(package, directory)
+        outsiders = [r for r in recipients if r not in original.recipients]
+        if outsiders:
+            raise RoutingError(
+                "routing.not_allowed",
+                f"{', '.join(outsiders)} did not receive {original.document_id}; a revocation, "
+                f"update or replacement reaches only the original recipients",
+            )
+    return Route(sender, package.document_id, recipients, "document", original)
+
+
+def _original_of_change(package: DocumentPackage, directory: Directory) -> KnownDocument:
+    """The document a revoke/update/replace acts on; only its own sender may act."""
+    business = package.business
+    assert business is not None
+    sender = package.sender.organ_id
+    targets = [business.document_id] if business.document_id else []
+    targets += [r.document_id for r in business.replacements or ()]
+    if not targets:
+        raise RoutingError("routing.unknown_document",
+                           "the business block names no document to revoke, update or replace")
+    for document_id in targets:
+        original = directory.known_document(sender, document_id)
+        if original is None:
+            raise RoutingError(
+                "routing.unknown_document",
+                f"{sender} never sent {document_id}, so it cannot revoke, update or replace it",
+            )
+    return directory.known_document(sender, targets[0])  # type: ignore[return-value]
+
+
+def _route_status(package: StatusPackage, directory: Directory) -> Route:
+    sender = package.sender.organ_id
+    about = package.response_for
+    original = directory.known_document(about.organ_id, about.document_id)
+    if original is None:
+        raise RoutingError("routing.unknown_document",
+                           f"no document {about.document_id} from {about.organ_id} is known")
+    if package.status_code == RECALL:
+        if sender != original.sender:
+            raise RoutingError("routing.not_allowed",
+                               f"only {original.sender}, the sender, may recall "
+                               f"{original.document_id}")
+        recipients = original.recipients
+    else:
+        if sender not in original.recipients:
+            raise RoutingError("routing.not_allowed",
+                               f"{sender} is not a recipient of {original.document_id} and may "
+                               f"not send a status about it")
+        recipients = (original.sender,)
+    for code in recipients:
+        _require_active(code, directory, role="recipient")
+    return Route(sender, about.document_id, recipients, "status", original)
