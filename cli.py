@@ -102,13 +102,19 @@ main.add_command(envelope_group, "envelope")
 @click.option("--json", "as_json", is_flag=True, help="One JSON verdict per file.")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=vdx.ParseLimits().max_bytes,
               show_default=True, help="Refuse packages larger than this.")
-def envelope_check(files: tuple[str, ...], as_json: bool, max_bytes: int) -> None:
-    """Check each FILE against the edXML schema and the identifier rules.
+@click.option("--trust", "trust_dir", type=click.Path(exists=True, file_okay=False),
+              help="Then verify each signature against the trust anchors and CRLs in DIR.")
+def envelope_check(files: tuple[str, ...], as_json: bool, max_bytes: int,
+                   trust_dir: str | None) -> None:
+    """Check each FILE against the edXML schema and the identifier rules (and, with
+    --trust, its signature).
 
     Exit 0 when every file is valid, 1 when any is not.
     """
     limits = vdx.ParseLimits(max_bytes=max_bytes)
-    results = [(name, vdx.check(_read(name), limits)) for name in files]
+    verifier = _verifier(trust_dir) if trust_dir else None
+    results = [(name, _with_signature(data, vdx.check(data, limits), verifier))
+               for name, data in ((name, _read(name)) for name in files)]
     if as_json:
         _emit_json([_verdict_json(name, v) for name, v in results])
     else:
@@ -318,8 +324,418 @@ def demo(keep: bool) -> None:
 
 
 # ------------------------------------------------------------ signatures and PKI (issue 3)
+# vdx.pki, vdx.signing and vdx.verify are imported inside the commands, like _admin():
+# the other commands do not pay for signxml.
+
+
+def _verifier(trust_dir: str, crl_files: tuple[str, ...] = ()):
+    from vdx.verify import TrustStore, TrustStoreError, Verifier, load_crl
+
+    try:
+        return Verifier(TrustStore.from_dir(trust_dir, [load_crl(f) for f in crl_files]))
+    except (TrustStoreError, OSError) as exc:
+        _fail(f"cannot use the trust material in {trust_dir}: {exc}", code=2)
+
+
+def _with_signature(data: bytes, verdict: envelope.Verdict, verifier) -> envelope.Verdict:
+    """``verdict``, or the signature's problem when the schema passed but it does not."""
+    from vdx.verify import verify_offline
+
+    if verifier is None or not verdict.valid:
+        return verdict
+    try:
+        verify_offline(data, verifier)
+    except VdxError as exc:
+        return envelope.Verdict((exc.problem,))
+    return verdict
+
+
+@envelope_group.command("sign")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The signer's private key (PEM, unencrypted).")
+@click.option("--cert", "cert_file", required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="The signer's certificate (PEM; further certificates are its chain).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write.")
+def envelope_sign(file: str, key_file: str, cert_file: str, out: str) -> None:
+    """Sign FILE, a valid unsigned package, with an enveloped XML-DSig signature."""
+    from vdx.pki import PkiError
+    from vdx.signing import Signer
+
+    data = _read(file)
+    verdict = vdx.check(data)
+    if not verdict.valid:
+        _print_verdict(file, verdict)
+        sys.exit(1)
+    try:
+        signer = Signer.from_files(key_file, cert_file)
+    except (ValueError, TypeError, OSError, PkiError) as exc:
+        _fail(f"cannot sign with {key_file} and {cert_file}: {exc}", code=2)
+    _write(out, signer.sign(data))
+
+
+@envelope_group.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--trust", "trust_dir", required=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Trust anchors and CRLs (a folder like certs/, or a `vdx ca` directory).")
+@click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False),
+              help="The sender's registered certificate(s), PEM. Without it the signer "
+                   "certificate must carry the sender's agency code.")
+@click.option("--crl", "crl_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A CRL to use besides those in --trust (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+def envelope_verify(file: str, trust_dir: str, cert_file: str | None,
+                    crl_files: tuple[str, ...], as_json: bool) -> None:
+    """Verify FILE's signature: exit 0 and the signer when valid, 1 and the reason if not."""
+    from cryptography import x509
+
+    from vdx.verify import verify_offline
+
+    verifier = _verifier(trust_dir, crl_files)
+    try:
+        certs = x509.load_pem_x509_certificates(Path(cert_file).read_bytes()) if cert_file \
+            else []
+    except (ValueError, OSError) as exc:
+        _fail(f"cannot read --cert {cert_file}: {exc}", code=2)
+    try:
+        summary = verify_offline(_read(file), verifier, certs).summary()
+    except VdxError as exc:
+        if as_json:
+            _emit_json({"file": file, "valid": False, "problems": [exc.problem.to_dict()]})
+        else:
+            click.echo(f"{click.style('invalid', fg='red')}  {file}\n  {exc.code}\n"
+                       f"    {exc.message}")
+        sys.exit(1)
+    if as_json:
+        _emit_json({"file": file, "valid": True, **summary, "problems": []})
+        return
+    click.echo(f"{click.style('valid', fg='green')}    {file}: signed for {summary['sender']}")
+    for key in ("signer", "serial", "not_after", "signature_algorithm", "digest_algorithm"):
+        click.echo(f"  {key:<20} {summary[key]}")
+    if summary["legacy_sha1"]:
+        click.echo("  warning: SHA-1 accepted for a legacy sender", err=True)
+
+
+@main.group(cls=_VdxGroup)
+def ca_group() -> None:
+    """Run a development PKI: a TEST root, agency and hub certificates, a CRL."""
+
+
+main.add_command(ca_group, "ca")
+
+_ca_dir = click.option("--dir", "ca_dir", required=True, type=click.Path(file_okay=False),
+                       help="The CA directory (layout in certs/README.md).")
+
+
+def _pki(operation, *args, **kwargs):
+    """Run a vdx.pki operation; its refusals become one line and exit 1."""
+    from vdx.pki import PkiError
+
+    try:
+        return operation(*args, **kwargs)
+    except (PkiError, OSError) as exc:
+        _fail(str(exc))
+
+
+def _print_issued(what: str, issued) -> None:
+    from vdx.pki import agency_code_of
+
+    cert = issued.certificate
+    click.echo(f"{what:<12} {cert.subject.rfc4514_string()}")
+    code = agency_code_of(cert)
+    if code:
+        click.echo(f"{'agency code':<12} {code}")
+    click.echo(f"{'serial':<12} {issued.serial}")
+    click.echo(f"{'valid until':<12} {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"{'certificate':<12} {issued.cert_path}")
+    click.echo(f"{'key':<12} {issued.key_path} (mode 0600)")
+
+
+@ca_group.command("init")
+@_ca_dir
+@click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True)
+@click.option("--ec", is_flag=True, help="ECDSA P-384 instead of RSA-3072.")
+def ca_init(ca_dir: str, days: int, ec: bool) -> None:
+    """Create a development root CA, "VDX TEST National Root CA", and an empty CRL."""
+    from vdx import pki
+
+    _print_issued("root CA", _pki(pki.init_ca, ca_dir, days=days, ec_key=ec))
+
+
+@ca_group.command("issue")
+@click.argument("code")
+@click.option("--name", required=True, help="The agency's name, e.g. 'Văn phòng Chính phủ'.")
+@_ca_dir
+@click.option("--days", type=click.IntRange(min=1), default=730, show_default=True)
+@click.option("--ec", is_flag=True, help="ECDSA P-256 instead of RSA-2048.")
+@click.option("--replace", is_flag=True, help="Overwrite the agency's existing key.")
+def ca_issue(code: str, name: str, ca_dir: str, days: int, ec: bool, replace: bool) -> None:
+    """Issue agency CODE's signing certificate and key."""
+    from vdx import pki
+
+    _print_issued("agency", _pki(pki.issue_agency, ca_dir, code, name, days=days, ec_key=ec,
+                                 replace=replace))
+
+
+@ca_group.command("issue-hub")
+@_ca_dir
+@click.option("--days", type=click.IntRange(min=1), default=730, show_default=True)
+@click.option("--ec", is_flag=True, help="ECDSA P-256 instead of RSA-2048.")
+@click.option("--replace", is_flag=True, help="Overwrite the hub's existing key.")
+def ca_issue_hub(ca_dir: str, days: int, ec: bool, replace: bool) -> None:
+    """Issue the hub's receipt-signing certificate and key."""
+    from vdx import pki
+
+    _print_issued("hub", _pki(pki.issue_hub, ca_dir, days=days, ec_key=ec, replace=replace))
+
+
+@ca_group.command("revoke")
+@click.argument("serial")
+@_ca_dir
+def ca_revoke(serial: str, ca_dir: str) -> None:
+    """Revoke SERIAL (0x-hex as `vdx ca issue` prints it, or decimal) and write a new CRL."""
+    from vdx import pki
+
+    number = _pki(pki.parse_serial, serial)
+    crl = _pki(pki.revoke, ca_dir, number)
+    click.echo(f"revoked {pki.serial_hex(number)}; CRL written to {crl}")
+
+
+@ca_group.command("crl")
+@_ca_dir
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True,
+              help="Until when verifiers may use this CRL.")
+def ca_crl(ca_dir: str, days: int) -> None:
+    """Sign and write a fresh CRL listing every revoked serial."""
+    from vdx import pki
+
+    click.echo(f"CRL written to {_pki(pki.write_crl, ca_dir, days=days)}")
+
 
 # ------------------------------------------------------------------- registry (issue 4)
+
+
+def _admin(trust: str | None = None):
+    # Imported here, not at the top: the envelope commands must not pay for SQLAlchemy,
+    # Alembic and the verifier, and the import block stays free of merge conflicts.
+    from dataclasses import replace
+
+    from vdx.admin import Admin, HubConfig
+
+    config = HubConfig.from_env()
+    return Admin(replace(config, trust_dir=Path(trust)) if trust else config)
+
+
+def _show_credentials(credentials, credentials_file: str | None) -> None:
+    from vdx.provision import write_credentials
+
+    if credentials_file:
+        try:
+            path = write_credentials(credentials_file, credentials)
+        except OSError as exc:
+            _fail(f"cannot write {credentials_file}: {exc.strerror}; the password was not "
+                  f"shown, run `vdx node credentials {credentials.username} --reset`")
+        click.echo(f"broker credentials written to {path} (mode 0600); the hub keeps no copy")
+        return
+    click.echo(f"broker user  {credentials.username}  (vhost {credentials.vhost})")
+    click.echo(f"password     {credentials.password}")
+    click.echo(f"AMQP URL     {credentials.amqp_url}")
+    click.echo("shown once: the hub keeps no copy (`vdx node credentials CODE --reset` "
+               "issues a new one)", err=True)
+
+
+_trust_dir = click.option(
+    "--trust", type=click.Path(file_okay=False), envvar="VDX_TRUST_DIR",
+    help="Trust anchors and CRLs the certificate must chain to (as for `vdx envelope "
+         "verify`); default: the hub's PKI directory.")
+
+_credentials_file = click.option(
+    "--credentials-file", type=click.Path(dir_okay=False),
+    help="Write the broker password to this file (mode 0600) instead of printing it.")
+
+
+@main.command("init")
+@click.option("--dev-ca/--no-dev-ca", default=True, show_default=True,
+              help="Without a CA or hub certificate, create a TEST development CA and "
+                   "issue the hub certificate from it.")
+def init(dev_ca: bool) -> None:
+    """Create or migrate the database, the hub certificate and the broker topology.
+
+    Safe to run again: it also repairs every node's inbox, binding and rights (it never
+    creates or resets a password).
+    """
+    from vdx.pki import PkiError
+
+    try:
+        report = _admin().init(dev_ca=dev_ca)
+    except PkiError as exc:
+        _fail(str(exc))
+    except OSError as exc:  # the PKI directory is not writable, say
+        _fail(f"{exc.filename or 'the hub certificate'}: {exc.strerror}")
+    click.echo(f"database     schema {report.revision}")
+    if report.created_test_ca:
+        click.echo(f"warning: created a TEST development CA in {report.hub_cert.parent.parent}; "
+                   f"never use it in production", err=True)
+    state = "issued" if report.issued_hub_cert else "present"
+    click.echo(f"hub cert     {state}: {report.hub_cert}")
+    click.echo(f"broker       topology declared{' (new vhost)' if report.created_vhost else ''}; "
+               f"{report.nodes_checked} node(s) checked")
+    for code in report.missing_accounts:
+        click.echo(f"warning: {code} has no broker account: run `vdx node credentials {code} "
+                   f"--reset`", err=True)
+
+
+@main.group(cls=_VdxGroup)
+def node_group() -> None:
+    """Register agency nodes; manage their status, certificates and broker accounts."""
+
+
+main.add_command(node_group, "node")
+
+
+@node_group.command("register")
+@click.argument("code")
+@click.option("--name", required=True, help="The agency's name, e.g. 'Văn phòng Chính phủ'.")
+@click.option("--cert", "cert_file", required=True, type=click.Path(dir_okay=False),
+              help="The agency's signing certificate (PEM or DER).")
+@click.option("--parent", "parent_code", help="Code of the parent agency.")
+@click.option("--email", help="Contact e-mail of the agency's administrator.")
+@_trust_dir
+@_credentials_file
+@click.option("--json", "as_json", is_flag=True, help="Print the node and credentials as JSON.")
+def node_register(code, name, cert_file, parent_code, email, trust, credentials_file,
+                  as_json) -> None:
+    """Register agency CODE with its certificate and give it a broker account."""
+    node, credentials = _admin(trust).register(code, name, _read(cert_file),
+                                               parent_code=parent_code, email=email)
+    if as_json and not credentials_file:
+        _emit_json(node.to_dict() | {"credentials": credentials.to_dict()})
+        return
+    click.echo(f"registered {node.code} ({node.name})")
+    _show_credentials(credentials, credentials_file)
+
+
+@node_group.command("list")
+@click.option("--status", type=click.Choice(("active", "suspended", "revoked")))
+@click.option("--json", "as_json", is_flag=True)
+def node_list(status: str | None, as_json: bool) -> None:
+    """List registered nodes."""
+    nodes = _admin().list_nodes(status)
+    if as_json:
+        _emit_json([n.to_dict() for n in nodes])
+        return
+    if not nodes:
+        click.echo("no nodes" + (f" are {status}" if status else " registered"))
+        return
+    width = max(len(n.code) for n in nodes)
+    for n in nodes:
+        click.echo(f"{n.code:<{width}}  {n.status:<9}  {n.name}"
+                   + (f"  (parent {n.parent_code})" if n.parent_code else ""))
+
+
+@node_group.command("show")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True)
+def node_show(code: str, as_json: bool) -> None:
+    """Show a node, its certificate history and its admin log."""
+    view = _admin().show(code)
+    if as_json:
+        _emit_json(view.to_dict())
+        return
+    node = view.node
+    for key, value in (("code", node.code), ("name", node.name), ("status", node.status),
+                       ("parent", node.parent_code), ("email", node.email),
+                       ("created", f"{node.created_at:%Y-%m-%d %H:%M} UTC"),
+                       ("updated", f"{node.updated_at:%Y-%m-%d %H:%M} UTC")):
+        click.echo(f"{key:<8}  {value or '-'}")
+    click.echo("certificates")
+    for c in view.certificates:
+        until = f", overlap until {c.overlap_until:%Y-%m-%d %H:%M}" if c.overlap_until else ""
+        click.echo(f"  {c.status:<8}  serial {c.serial}  valid {c.not_before:%Y-%m-%d} → "
+                   f"{c.not_after:%Y-%m-%d}  sha256 {c.fingerprint[:16]}…{until}")
+    click.echo("admin log")
+    for e in view.log:
+        click.echo(f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.actor:<12}  {e.action}")
+
+
+def _status_command(name: str, doc: str) -> click.Command:
+    @node_group.command(name, help=doc)
+    @click.argument("code")
+    def command(code: str) -> None:
+        transition = getattr(_admin(), name)(code)
+        if transition.changed:
+            click.echo(f"{code}: {transition.before.status} → {transition.after.status}")
+        else:
+            click.echo(f"{code} is already {transition.after.status}")
+
+    return command
+
+
+node_suspend = _status_command(
+    "suspend", "Suspend CODE: its packages are refused and nothing is delivered to "
+    "it; its broker account stays so it can drain its inbox.")
+node_resume = _status_command("resume", "Resume a suspended CODE.")
+node_revoke = _status_command(
+    "revoke", "Revoke CODE for good: its history stays, its broker account is "
+    "closed (the inbox is kept, unbound, with what it still holds).")
+
+
+@node_group.command("rotate-cert")
+@click.argument("code")
+@click.option("--cert", "cert_file", required=True, type=click.Path(dir_okay=False),
+              help="The new signing certificate (PEM or DER).")
+@click.option("--overlap-days", type=click.IntRange(min=0), default=7, show_default=True,
+              help="How long the old certificate still verifies packages signed before.")
+@_trust_dir
+def node_rotate_cert(code: str, cert_file: str, overlap_days: int, trust: str | None) -> None:
+    """Make a new certificate current for CODE; the old one retires after the overlap."""
+    cert = _admin(trust).rotate_cert(code, _read(cert_file), overlap_days)
+    click.echo(f"{code}: certificate serial {cert.serial} is current (valid until "
+               f"{cert.not_after:%Y-%m-%d})"
+               + (f"; the previous one verifies until {overlap_days} day(s) from now"
+                  if overlap_days else "; the previous one is retired"))
+
+
+@node_group.command("credentials")
+@click.argument("code")
+@click.option("--reset", is_flag=True, help="Issue a new broker password (the old one stops "
+                                            "working and open connections are closed).")
+@_credentials_file
+@click.option("--json", "as_json", is_flag=True)
+def node_credentials(code: str, reset: bool, credentials_file: str | None,
+                     as_json: bool) -> None:
+    """Issue CODE a new broker password (the hub stores none, so it cannot show the old)."""
+    if not reset:
+        _fail("the hub keeps no broker passwords to show; pass --reset to issue a new one")
+    credentials = _admin().reset_credentials(code)
+    if as_json and not credentials_file:
+        _emit_json(credentials.to_dict())
+        return
+    _show_credentials(credentials, credentials_file)
+
+
+@main.command("doctor")
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json: bool) -> None:
+    """Check that the database, the broker and the registry agree; say how to fix what not.
+
+    Exit 0 when nothing is in error (warnings allowed), 1 otherwise.
+    """
+    from vdx import doctor as doctor_mod
+
+    findings = doctor_mod.diagnose(_admin())
+    if as_json:
+        _emit_json([f.to_dict() for f in findings])
+    else:
+        colours = {"ok": "green", "warning": "yellow", "error": "red"}
+        for f in findings:
+            click.echo(f"{click.style(f'{f.status:<7}', fg=colours[f.status])}  {f.area}: "
+                       f"{f.detail}")
+            if f.fix:
+                click.echo(f"         fix: {f.fix}")
+    sys.exit(0 if doctor_mod.healthy(findings) else 1)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ _define("envelope.bad_attachment", "the manifest and the attachments do not agre
         "danh mục và tệp đính kèm không khớp nhau")
 _define("envelope.inconsistent", "the package contradicts itself",
         "nội dung gói tin mâu thuẫn")
+_define("envelope.bad_receipt", "the receipt does not conform to the receipt schema",
+        "biên nhận không tuân thủ lược đồ biên nhận")
 
 # -- signature: XML-DSig and the certificate behind it ---------------------------------
 _define("signature.missing", "the package is not signed", "gói tin chưa được ký số")
@@ -91,6 +93,9 @@ _define("signature.revoked_certificate", "the signer certificate has been revoke
         "chứng thư ký đã bị thu hồi")
 _define("signature.key_usage", "the signer certificate is not meant for document signing",
         "chứng thư ký không dành cho ký văn bản")
+_define("signature.revocation_unknown",
+        "the revocation status of the signer certificate cannot be established",
+        "không xác định được tình trạng thu hồi của chứng thư ký")
 
 # -- registry: which agencies exist and what speaks for them ---------------------------
 _define("registry.unknown_node", "the agency is not registered",
@@ -101,6 +106,20 @@ _define("registry.duplicate_node", "the agency is already registered",
         "cơ quan đã được đăng ký")
 _define("registry.bad_certificate", "the certificate cannot be registered for this agency",
         "chứng thư không thể đăng ký cho cơ quan này")
+_define("registry.bad_code", "the agency code is malformed",
+        "mã định danh cơ quan không đúng định dạng")
+_define("registry.bad_details", "the node's name or contact e-mail is missing or malformed",
+        "tên hoặc thư điện tử liên hệ của cơ quan bị thiếu hoặc không đúng định dạng")
+_define("registry.certificate_expired", "the certificate is expired or not yet valid",
+        "chứng thư đã hết hạn hoặc chưa có hiệu lực")
+_define("registry.certificate_wrong_agency", "the certificate was issued to another agency",
+        "chứng thư được cấp cho cơ quan khác")
+_define("registry.certificate_untrusted", "the certificate does not chain to a trust anchor",
+        "chứng thư không thuộc chuỗi tin cậy")
+_define("registry.certificate_revoked", "the certificate has been revoked by its issuer",
+        "chứng thư đã bị tổ chức cấp thu hồi")
+_define("registry.certificate_in_use", "the certificate is already registered to a node",
+        "chứng thư đã được đăng ký cho một cơ quan")
 
 # -- routing: who may send what to whom ------------------------------------------------
 _define("routing.sender_mismatch", "the package was published under another agency's name",
@@ -117,6 +136,22 @@ _define("transport.unavailable", "the broker or the database is unavailable",
         "không kết nối được máy chủ trục hoặc cơ sở dữ liệu")
 _define("transport.poison", "the package failed processing repeatedly",
         "gói tin xử lý lỗi nhiều lần")
+
+# -- ledger: the hash-chained record of receipts (reported by the audit, never raised
+#    by the hub on a package) ---------------------------------------------------------
+_define("ledger.edited", "a ledger entry was changed after the hub wrote it",
+        "một mục sổ cái đã bị sửa sau khi trục ghi")
+_define("ledger.bad_signature", "a ledger entry does not carry a valid hub signature",
+        "một mục sổ cái không có chữ ký hợp lệ của trục")
+_define("ledger.deleted", "ledger entries are missing", "sổ cái bị mất mục")
+_define("ledger.inserted", "an entry was inserted into the ledger",
+        "có mục bị chèn thêm vào sổ cái")
+_define("ledger.reordered", "ledger entries are out of order",
+        "các mục sổ cái bị đảo thứ tự")
+_define("ledger.broken_link", "a ledger entry does not follow the entry before it",
+        "mục sổ cái không nối tiếp mục liền trước")
+_define("ledger.truncated", "the ledger no longer reaches its recorded head",
+        "sổ cái không còn tới mục cuối đã ghi nhận")
 
 
 @dataclass(frozen=True)
@@ -179,10 +214,15 @@ class TransportError(VdxError):
     family = "transport"
 
 
+class LedgerError(VdxError):
+    family = "ledger"
+
+
 FAMILIES: dict[str, type[VdxError]] = {
     cls.family: cls
     for cls in (EnvelopeError, SignatureError, RegistryError, RoutingError, TransportError)
 }
+FAMILIES[LedgerError.family] = LedgerError
 
 
 def error_for(code: str, message: str | None = None, **where: int | str | None) -> VdxError:

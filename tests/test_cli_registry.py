@@ -1,0 +1,300 @@
+"""The registry commands (``vdx init``, ``vdx node …``, ``vdx doctor``) through click's
+CliRunner, each test with its own SQLite file and PKI under ``tmp_path``, all on the real
+broker in a vhost of this module's own."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from vdx_cli.cli import main
+
+from tests.registry_support import (
+    TestPki,
+    expired_certificate,
+    other_root_certificate,
+    pem,
+    temp_vhost,
+    unique_code,
+)
+from vdx import pki, store
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with temp_vhost() as (api, vhost):
+        yield api, vhost
+
+
+class Hub:
+    """One admin's environment: a home with database and PKI, and a way to run ``vdx``."""
+
+    def __init__(self, home: Path, api, vhost: str) -> None:
+        self.home, self.api, self.vhost = home, api, vhost
+        settings = api.settings
+        self.env = {
+            "VDX_HOME": str(home), "VDX_DATABASE_URL": None, "VDX_PKI_DIR": None,
+            "VDX_TRUST_DIR": None, "VDX_MANAGEMENT_URL": None, "VDX_ACTOR": "quản trị viên",
+            "VDX_AMQP_URL": f"amqp://{settings.user}:{settings.password}@{settings.amqp_host}:"
+                            f"{settings.amqp_port}/{vhost}",
+        }
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, ok: bool = True, **env: str):
+        result = self.runner.invoke(main, list(args), env=self.env | env)
+        # Never a traceback: every failure is a message and an exit code.
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            result.exception
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def refused(self, *args: str, expect: str, **env: str) -> str:
+        result = self(*args, ok=False, **env)
+        assert result.exit_code == 1, result.output
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expect in lines[0], result.stderr
+        return lines[0]
+
+    @property
+    def pki(self) -> TestPki:
+        return TestPki(self.home / "pki")
+
+    def cert_file(self, code: str, cert=None) -> str:
+        path = self.home / f"{code}-{len(list(self.home.glob('*.pem')))}.pem"
+        path.write_bytes(pem(cert) if cert is not None else pem(self.pki.issue(code)))
+        return str(path)
+
+    def register(self, code: str, *extra: str):
+        return self("node", "register", code, "--name", "Sở Nội vụ", "--cert",
+                    self.cert_file(code), *extra)
+
+
+@pytest.fixture
+def hub(tmp_path, broker) -> Hub:
+    hub = Hub(tmp_path, *broker)
+    hub("init")
+    return hub
+
+
+def show(hub: Hub, code: str) -> dict:
+    return json.loads(hub("node", "show", code, "--json").stdout)
+
+
+# ------------------------------------------------------------------------- lifecycle
+
+
+def test_the_whole_lifecycle_from_a_fresh_database(hub):
+    a, b = unique_code(), unique_code()
+    registered = hub.register(a, "--parent", "H41", "--email", "vanthu@nghean.gov.vn")
+    assert f"registered {a}" in registered.stdout
+    assert "password" in registered.stdout and "shown once" in registered.stderr
+    data = json.loads(hub("node", "register", b, "--name", "Sở Tư pháp", "--cert",
+                          hub.cert_file(b), "--json").stdout)
+    assert data["code"] == b and data["credentials"]["username"] == b
+
+    listed = json.loads(hub("node", "list", "--json").stdout)
+    assert [n["code"] for n in listed] == sorted([a, b])
+    assert hub("node", "suspend", b).stdout.strip() == f"{b}: active → suspended"
+    assert hub("node", "suspend", b).stdout.strip() == f"{b} is already suspended"
+    assert [n["code"] for n in json.loads(hub("node", "list", "--status", "suspended",
+                                              "--json").stdout)] == [b]
+    hub("node", "resume", b)
+    hub("node", "rotate-cert", a, "--cert", hub.cert_file(a), "--overlap-days", "3")
+    hub("node", "credentials", a, "--reset")
+    assert "revoked" in hub("node", "revoke", b).stdout
+    assert "H41" in hub("node", "list").stdout
+
+    view = show(hub, a)
+    assert (view["status"], view["parent_code"], view["email"]) == (
+        "active", "H41", "vanthu@nghean.gov.vn")
+    assert [c["status"] for c in view["certificates"]] == ["previous", "current"]
+    assert [e["action"] for e in view["admin_log"]] == [
+        "register", "rotate_cert", "reset_credentials"]
+    assert {e["actor"] for e in view["admin_log"]} == {"quản trị viên"}
+    assert [e["action"] for e in show(hub, b)["admin_log"]] == [
+        "register", "suspend", "resume", "revoke"]
+    text = hub("node", "show", a).stdout
+    assert "previous" in text and "rotate_cert" in text
+
+    doctor = hub("doctor", "--json")
+    findings = json.loads(doctor.stdout)
+    assert {f["status"] for f in findings} == {"ok"}, findings
+    assert {f["area"] for f in findings} >= {"database", "broker", "topology",
+                                             "hub certificate", f"node {a}", f"node {b}"}
+
+
+def test_init_is_idempotent_and_creates_the_hub_certificate_once(hub):
+    cert = pki.CaDir(hub.home / "pki").hub_cert
+    first = cert.read_bytes()
+    again = hub("init")
+    assert "present" in again.stdout
+    assert cert.read_bytes() == first
+
+
+def test_init_without_a_ca_can_refuse_to_make_a_test_one(tmp_path, broker):
+    fresh = Hub(tmp_path, *broker)
+    fresh.refused("init", "--no-dev-ca", expect="no hub certificate")
+
+
+def test_credentials_go_to_a_private_file_when_asked(hub):
+    code = unique_code()
+    out = hub.home / "creds.json"
+    result = hub.register(code, "--credentials-file", str(out))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    password = json.loads(out.read_text())["password"]
+    assert password not in result.output
+    reset = hub("node", "credentials", code, "--reset", "--credentials-file", str(out))
+    assert json.loads(out.read_text())["password"] != password
+    assert "written to" in reset.stdout
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_gets_one_line_and_a_non_zero_exit(hub):
+    code = unique_code()
+    hub.register(code)
+    other = unique_code()
+    cases = [
+        (("node", "register", "28.22.H17", "--name", "x", "--cert", hub.cert_file(other)),
+         "registry.bad_code: agency code: '28.22.H17' has 3 groups"),
+        (("node", "register", code, "--name", "x", "--cert", hub.cert_file(code)),
+         "registry.duplicate_node"),
+        (("node", "register", other, "--name", "x", "--cert",
+          hub.cert_file(other, expired_certificate(hub.pki, other))),
+         "registry.certificate_expired"),
+        (("node", "register", other, "--name", "x", "--cert", hub.cert_file(code)),
+         "registry.certificate_wrong_agency"),
+        (("node", "register", other, "--name", "x", "--cert",
+          hub.cert_file(other, other_root_certificate(other))),
+         "registry.certificate_untrusted"),
+        (("node", "suspend", "000.00.00.H99"), "registry.unknown_node"),
+        (("node", "credentials", code), "pass --reset"),
+    ]
+    for args, expected in cases:
+        hub.refused(*args, expect=expected)
+    current = show(hub, code)["certificates"][0]["fingerprint"]
+    same = hub.home / "again.pem"
+    same.write_bytes(pem(next(iter(_registered(hub, code)))))
+    hub.refused("node", "rotate-cert", code, "--cert", str(same),
+                expect=f"registry.certificate_in_use: certificate {current[:16]}")
+    hub("node", "revoke", code)
+    hub.refused("node", "resume", code, expect="registry.node_revoked")
+    hub.refused("node", "credentials", code, "--reset", expect="registry.node_revoked")
+    missing = hub("node", "register", other, "--name", "x", "--cert", "/nonexistent.pem",
+                  ok=False)
+    assert missing.exit_code == 2 and "cannot read /nonexistent.pem" in missing.stderr
+
+
+def _registered(hub: Hub, code: str):
+    from vdx import registry
+
+    engine = store.make_engine(f"sqlite:///{hub.home / 'vdx.db'}")
+    try:
+        with store.session_factory(engine)() as session:
+            return registry.registered_certificates(session, code)
+    finally:
+        engine.dispose()
+
+
+def test_commands_before_init_say_to_run_it(tmp_path, broker):
+    fresh = Hub(tmp_path, *broker)
+    fresh.refused("node", "list", expect="is not initialised; run `vdx init`")
+
+
+# --------------------------------------------------------------- failures and repair
+
+
+def test_a_broker_failure_leaves_nothing_half_registered(hub):
+    code = unique_code()
+    cert = hub.cert_file(code)
+    line = hub.refused("node", "register", code, "--name", "x", "--cert", cert,
+                       expect="transport.unavailable",
+                       VDX_MANAGEMENT_URL="http://127.0.0.1:1")
+    assert "rabbitmq_management" in line
+    assert json.loads(hub("node", "list", "--json").stdout) == []
+    # The same command, once the broker answers, completes the job.
+    hub("node", "register", code, "--name", "x", "--cert", cert)
+    assert show(hub, code)["status"] == "active"
+
+
+def test_a_crash_after_the_broker_changed_is_repaired_by_running_again(hub, monkeypatch):
+    import pika
+
+    from vdx import provision
+    from vdx.errors import TransportError
+
+    real = provision.provision_node
+
+    def provision_then_crash(*args, **kwargs):
+        real(*args, **kwargs)
+        raise TransportError("transport.unavailable", "the hub died before committing")
+
+    code = unique_code()
+    cert = hub.cert_file(code)
+    monkeypatch.setattr(provision, "provision_node", provision_then_crash)
+    hub.refused("node", "register", code, "--name", "x", "--cert", cert,
+                expect="died before committing")
+    monkeypatch.setattr(provision, "provision_node", real)
+    assert json.loads(hub("node", "list", "--json").stdout) == []
+    assert provision.account_exists(hub.api, code)  # the broker half happened
+    # Running the same command again completes it, with a password the admin now knows.
+    data = json.loads(hub("node", "register", code, "--name", "x", "--cert", cert,
+                          "--json").stdout)
+    pika.BlockingConnection(pika.URLParameters(data["credentials"]["amqp_url"])).close()
+
+
+def test_doctor_finds_drift_and_its_fixes_work(hub):
+    code, orphan = unique_code(), unique_code()
+    hub.register(code)
+    api, vhost = hub.api, hub.vhost
+    api.delete(f"users/{code}")
+    binding = api.get(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit")[0]
+    api.delete(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit/{binding['properties_key']}")
+    api.put(f"users/{orphan}", {"password": "x", "tags": ""})
+    api.put(f"permissions/{vhost}/{orphan}", {"configure": "", "write": "", "read": ""})
+
+    result = hub("doctor", ok=False)
+    assert result.exit_code == 1
+    findings = {(f["area"], f["status"]): f for f in json.loads(
+        hub("doctor", "--json", ok=False).stdout)}
+    assert findings[(f"node {code}", "error")]["fix"].startswith(
+        f"`vdx node credentials {code} --reset`")
+    assert findings[("topology", "error")]["fix"] == "run `vdx init`"
+    assert "delete_user" in findings[(f"account {orphan}", "warning")]["fix"]
+
+    hub("init")
+    hub("node", "credentials", code, "--reset")
+    api.delete(f"users/{orphan}")
+    assert hub("doctor").exit_code == 0
+
+
+def test_doctor_reports_an_unreachable_broker_and_expiring_certificates(hub):
+    code = unique_code()
+    soon = hub.pki.issue(code, days=10, now=store.utcnow() - timedelta(days=1))
+    hub("node", "register", code, "--name", "x", "--cert", hub.cert_file(code, soon))
+    findings = json.loads(hub("doctor", "--json").stdout)
+    assert any(f["area"] == f"node {code}" and f["status"] == "warning"
+               and "rotate-cert" in f["fix"] for f in findings)
+    down = hub("doctor", ok=False, VDX_MANAGEMENT_URL="http://127.0.0.1:1")
+    assert down.exit_code == 1 and "error    broker" in down.stdout
+
+
+def test_trust_can_come_from_another_ca_directory(hub):
+    # The `vdx ca` workflow: a development CA of its own, named with --trust.
+    other = TestPki.create(hub.home / "other-ca")
+    code = unique_code()
+    cert = hub.cert_file(code, other.issue(code))
+    hub.refused("node", "register", code, "--name", "x", "--cert", cert,
+                expect="registry.certificate_untrusted")
+    hub("node", "register", code, "--name", "x", "--cert", cert, "--trust", str(other.path))
+    rotated = hub.cert_file(code, other.issue(code))
+    hub("node", "rotate-cert", code, "--cert", rotated, VDX_TRUST_DIR=str(other.path))

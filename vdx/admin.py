@@ -1,0 +1,272 @@
+"""What the admin commands do, one method each: the registry and the broker, kept in step.
+
+The CLI parses options and prints; :class:`Admin` opens the transaction, calls
+:mod:`vdx.registry` and :mod:`vdx.provision`, and decides the order that keeps the
+database and the broker consistent or repairable:
+
+- a change is validated and flushed first (every refusal happens before the broker is
+  touched), then the broker is changed, then the transaction commits. A broker failure
+  rolls the registry back; a commit failure after the broker changed is repaired by
+  running the same command again (every broker step is idempotent, and a registration
+  always issues a fresh password, so a half-done one never leaves an unknown password).
+- ``vdx init`` converges everything: schema, hub certificate, topology, and every node's
+  inbox, binding and rights (it never creates or resets a password).
+
+Configuration (:class:`HubConfig.from_env`): ``VDX_DATABASE_URL`` (:mod:`vdx.store`),
+``VDX_AMQP_URL`` and ``VDX_MANAGEMENT_URL`` (:mod:`vdx.provision`), ``VDX_PKI_DIR`` (the
+hub's certificate directory, default ``$VDX_HOME/pki``, laid out as :class:`vdx.pki.CaDir`),
+``VDX_TRUST_DIR`` (trust anchors and CRLs for registration, default the PKI directory) and
+``VDX_ACTOR`` (the name written to the admin log, default the login name).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from . import pki, provision, registry, store
+from .errors import RegistryError, TransportError
+from .provision import BrokerSettings, Credentials, ManagementApi
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    database_url: str
+    broker: BrokerSettings
+    pki_dir: Path
+    trust_dir: Path
+    actor: str
+
+    @classmethod
+    def from_env(cls) -> HubConfig:
+        pki_dir = Path(os.environ.get("VDX_PKI_DIR") or store.vdx_home() / "pki").expanduser()
+        trust = os.environ.get("VDX_TRUST_DIR")
+        return cls(store.database_url(), BrokerSettings.from_env(), pki_dir,
+                   Path(trust).expanduser() if trust else pki_dir,
+                   os.environ.get("VDX_ACTOR") or _login())
+
+    @property
+    def hub_cert(self) -> Path:
+        return pki.CaDir(self.pki_dir).hub_cert
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return f"uid:{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class InitReport:
+    revision: str
+    hub_cert: Path
+    created_test_ca: bool
+    issued_hub_cert: bool
+    created_vhost: bool
+    nodes_checked: int
+    missing_accounts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """Everything ``vdx node show`` prints: the node, its certificates, its admin log."""
+
+    node: registry.Node
+    certificates: tuple[registry.Certificate, ...]
+    log: tuple[registry.AdminEntry, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, object]:
+        return self.node.to_dict() | {
+            "certificates": [c.to_dict() for c in self.certificates],
+            "admin_log": [e.to_dict() for e in self.log],
+        }
+
+
+class Admin:
+    """One admin command's worth of database and broker access (see the module doc)."""
+
+    def __init__(self, config: HubConfig, *, engine: Engine | None = None,
+                 api: ManagementApi | None = None) -> None:
+        self.config = config
+        self._engine = engine
+        self._api = api
+        self._checked_schema = False
+
+    # ---------------------------------------------------------------- plumbing --
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = store.make_engine(self.config.database_url)
+        return self._engine
+
+    @property
+    def api(self) -> ManagementApi:
+        if self._api is None:
+            self._api = ManagementApi(self.config.broker)
+        return self._api
+
+    @property
+    def vhost(self) -> str:
+        return self.config.broker.vhost
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction; database failures become ``transport.unavailable``."""
+        try:
+            if not self._checked_schema:
+                self._require_schema()
+            with store.session_factory(self.engine).begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise TransportError("transport.unavailable",
+                                 f"database error: {first_line(exc)}") from exc
+
+    def _require_schema(self) -> None:
+        revision = store.current_revision(self.engine)
+        if revision != store.head_revision():
+            state = "is not initialised" if revision is None else f"is at {revision}"
+            raise TransportError("transport.unavailable",
+                                 f"the database {_shown_url(self.engine)} {state}; "
+                                 f"run `vdx init`")
+        self._checked_schema = True
+
+    def trust_check(self) -> registry.CertificateCheck:
+        """The chain check against ``VDX_TRUST_DIR``, loaded when first needed: a request
+        refused for a malformed code should say so, not complain about the trust store."""
+        from .trust import TrustStore, TrustStoreError
+
+        loaded: list[registry.CertificateCheck] = []
+
+        def check(certificate: x509.Certificate, now: datetime) -> None:
+            if not loaded:
+                try:
+                    trust = TrustStore.from_dir(self.config.trust_dir)
+                except TrustStoreError as exc:
+                    raise RegistryError("registry.certificate_untrusted",
+                                        f"no usable trust anchors ({exc}); set "
+                                        f"VDX_TRUST_DIR") from exc
+                loaded.append(registry.trust_check(trust))
+            loaded[0](certificate, now)
+
+        return check
+
+    # ---------------------------------------------------------------- commands --
+
+    def init(self, *, dev_ca: bool = True) -> InitReport:
+        """Migrate, make sure the hub has a certificate, declare the topology, repair nodes."""
+        try:
+            revision = store.migrate(self.engine)
+        except SQLAlchemyError as exc:
+            raise TransportError("transport.unavailable",
+                                 f"cannot migrate {_shown_url(self.engine)}: "
+                                 f"{first_line(exc)}") from exc
+        created_ca, issued = self._ensure_hub_certificate(dev_ca)
+        created_vhost = provision.ensure_vhost(self.api, self.vhost)
+        provision.ensure_topology(self.api, self.vhost)
+        with self.transaction() as session:
+            nodes = registry.list_nodes(session)
+        missing = []
+        for node in nodes:
+            if node.status == registry.REVOKED:
+                provision.close_node_account(self.api, self.vhost, node.code)
+                continue
+            provision.provision_node(self.api, self.vhost, node.code, create_user=False)
+            if not provision.account_exists(self.api, node.code):
+                missing.append(node.code)
+        return InitReport(revision, self.config.hub_cert, created_ca, issued, created_vhost,
+                          len(nodes), tuple(missing))
+
+    def _ensure_hub_certificate(self, dev_ca: bool) -> tuple[bool, bool]:
+        ca = pki.CaDir(self.config.pki_dir)
+        if ca.hub_cert.exists():
+            return False, False
+        created = False
+        if not ca.root_key.exists():
+            if not dev_ca:
+                raise pki.PkiError(
+                    f"no hub certificate at {ca.hub_cert} and no CA to issue one; put the "
+                    f"hub's certificate and key there (hub/hub.pem, hub/hub.key) or run "
+                    f"`vdx init --dev-ca` for a TEST development CA")
+            pki.init_ca(ca.path)
+            created = True
+        pki.issue_hub(ca.path)
+        return created, True
+
+    def register(self, code: str, name: str, certificate: bytes, *,
+                 parent_code: str | None = None,
+                 email: str | None = None) -> tuple[registry.Node, Credentials]:
+        check = self.trust_check()
+        with self.transaction() as session:
+            node = registry.register_node(session, code, name, certificate, check=check,
+                                          actor=self.config.actor, parent_code=parent_code,
+                                          email=email)
+            credentials = provision.provision_node(self.api, self.vhost, code,
+                                                   new_password=True)
+        assert credentials is not None
+        return node, credentials
+
+    def suspend(self, code: str) -> registry.Transition:
+        with self.transaction() as session:
+            return registry.suspend_node(session, code, actor=self.config.actor)
+
+    def resume(self, code: str) -> registry.Transition:
+        # Suspension leaves the broker account alone (the node may drain its inbox), so
+        # resuming is a registry change only.
+        with self.transaction() as session:
+            return registry.resume_node(session, code, actor=self.config.actor)
+
+    def revoke(self, code: str) -> registry.Transition:
+        with self.transaction() as session:
+            transition = registry.revoke_node(session, code, actor=self.config.actor)
+            provision.close_node_account(self.api, self.vhost, code)
+        return transition
+
+    def rotate_cert(self, code: str, certificate: bytes,
+                    overlap_days: int = registry.DEFAULT_OVERLAP_DAYS) -> registry.Certificate:
+        check = self.trust_check()
+        with self.transaction() as session:
+            return registry.rotate_cert(session, code, certificate, check=check,
+                                        actor=self.config.actor, overlap_days=overlap_days)
+
+    def reset_credentials(self, code: str) -> Credentials:
+        with self.transaction() as session:
+            node = registry.get_node(session, code)
+            if node.status == registry.REVOKED:
+                raise RegistryError("registry.node_revoked",
+                                    f"{code} is revoked; its broker account stays closed")
+            registry.record_action(session, code, "reset_credentials", actor=self.config.actor)
+            return provision.reset_password(self.api, self.vhost, code)
+
+    def list_nodes(self, status: str | None = None) -> tuple[registry.Node, ...]:
+        with self.transaction() as session:
+            return registry.list_nodes(session, status)
+
+    def show(self, code: str, now: datetime | None = None) -> NodeView:
+        with self.transaction() as session:
+            return NodeView(registry.get_node(session, code),
+                            registry.certificate_history(session, code, now),
+                            registry.admin_log(session, code))
+
+    def hub_certificate(self) -> x509.Certificate | None:
+        path = self.config.hub_cert
+        return pki.load_certificate(path) if path.exists() else None
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+
+
+def _shown_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)

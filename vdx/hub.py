@@ -1,0 +1,440 @@
+"""The hub worker: consume submissions, admit them, journal them, publish, acknowledge.
+
+One worker process owns one broker connection (:class:`vdx.broker.AsyncChannel`) and runs
+this loop on its I/O thread:
+
+1. messages arrive (up to ``prefetch`` unacknowledged) and are gathered into a batch;
+2. each is run through :func:`vdx.pipeline.admit` (size, parse, schema, signature,
+   authorise) against a read-only view of the registry;
+3. ONE transaction writes, for the whole batch, every document, delivery, receipt, outbox
+   row and ledger entry (deduplicating on sender, DocumentId and recipient);
+4. only then are the messages acknowledged, and the outbox rows published with
+   pipelined confirms;
+5. confirmed deliveries get their ``delivered`` receipt in the next transaction.
+
+A crash anywhere loses nothing: before the commit the broker redelivers the messages;
+after it, the outbox is published again on restart (the same delivery id, so adapters
+drop the copy). A message that keeps killing the worker is refused with
+``transport.poison`` and dead-lettered after :data:`POISON_AFTER` attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import journal, metrics
+from .broker import DELIVER_EXCHANGE, SUBMIT_QUEUE, AsyncChannel, Incoming, Outgoing
+from .errors import TransportError, VdxError
+from .journal import DeliveryRow, DocumentRow, OutboxRow, ReceiptRow, utcnow
+from .model import DocumentPackage, StatusPackage
+from .pipeline import Admitted, admit
+from .receipts import Receipt
+from .xmlsafe import ParseLimits
+
+log = logging.getLogger("vdx.hub")
+
+POISON_AFTER = 5  # isolated attempts at one message before it is refused as poison
+RELAY_AFTER = 30.0  # seconds before another worker's unconfirmed outbox rows are relayed
+BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    hub_id: str
+    amqp_url: str
+    prefetch: int = 200
+    batch_max: int = 100
+    batch_wait: float = 0.005
+    limits: ParseLimits = field(default_factory=ParseLimits)
+
+
+@dataclass(frozen=True)
+class HubServices:
+    """Everything the worker needs that is not the broker or the database.
+
+    ``view(session)`` gives the registry as the pipeline needs it (``Directory`` and the
+    signature check bound to that session); ``make_receipt`` signs a receipt;
+    ``sign_hash`` signs ledger entry hashes.
+    """
+
+    view: Callable[[Session], object]
+    make_receipt: Callable[[Receipt], bytes]
+    sign_hash: Callable[[bytes], bytes]
+
+
+@dataclass
+class _Published:
+    outbox_id: int
+    delivery_id: str | None
+    recipient: str | None
+
+
+class HubWorker:
+    def __init__(self, config: WorkerConfig, sessions: sessionmaker, services: HubServices,
+                 ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.services = services
+        self._channel: AsyncChannel | None = None
+        self._batch: list[Incoming] = []
+        self._flush_timer: object | None = None
+        self._confirmed: list[_Published] = []
+        self._confirm_timer: object | None = None
+        self._inflight: dict[int, _Published] = {}
+        self._stopping = False
+        self._relay_timer: object | None = None
+        self.stopped = threading.Event()
+
+    # ------------------------------------------------------------------ running
+
+    def run_forever(self) -> None:
+        """Connect, serve, and reconnect with backoff until :meth:`request_stop`."""
+        delay = 0.5
+        while not self._stopping:
+            if not self._database_up():
+                delay = self._sleep(delay, "database unavailable")
+                continue
+            self._channel = AsyncChannel(
+                self.config.amqp_url, (SUBMIT_QUEUE,), self.config.prefetch,
+                on_ready=self._ready, on_message=self._received,
+                on_confirm=self._on_confirm, on_returned=self._on_returned,
+                on_closed=self._closed,
+            )
+            started = time.monotonic()
+            self._channel.run()
+            if time.monotonic() - started > 10:
+                delay = 0.5
+            if not self._stopping:
+                delay = self._sleep(delay, "broker connection lost")
+        self.stopped.set()
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, wait for confirms, then close (SIGTERM)."""
+        self._stopping = True
+        channel = self._channel
+        if channel is not None:
+            channel.add_callback(lambda: channel.stop_consuming(self._drain))
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.request_stop())
+
+    def _sleep(self, delay: float, why: str) -> float:
+        log.warning("waiting before reconnecting", extra={"event": "backoff", "reason": why,
+                                                          "seconds": round(delay, 2)})
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not self._stopping:
+            time.sleep(0.1)
+        return min(delay * 2, BACKOFF_MAX)
+
+    def _database_up(self) -> bool:
+        try:
+            with self.sessions() as session:
+                session.execute(journal.select(1))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def _ready(self) -> None:
+        log.info("consuming", extra={"event": "ready", "queue": SUBMIT_QUEUE})
+        self._relay_outbox()
+
+    def _relay_periodically(self) -> None:
+        """Another worker may have died after its commit: pick up its stale outbox rows."""
+        self._relay_outbox(older_than=RELAY_AFTER)
+        self._relay_timer = self._channel.call_later(RELAY_AFTER, self._relay_periodically)
+
+    def _closed(self, reason: str) -> None:
+        self._batch.clear()  # unacknowledged: the broker redelivers them
+        self._inflight.clear()  # unconfirmed: the outbox still holds them
+        self._confirmed.clear()
+        self._flush_timer = self._confirm_timer = self._relay_timer = None
+        if reason != "closed":
+            log.warning("broker connection closed", extra={"event": "closed", "reason": reason})
+
+    def _drain(self) -> None:
+        self._flush()
+        self._wait_for_confirms(deadline=time.monotonic() + 10)
+
+    def _wait_for_confirms(self, deadline: float) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        if (channel.unconfirmed or self._confirmed) and time.monotonic() < deadline:
+            self._flush_confirmed()
+            channel.call_later(0.05, lambda: self._wait_for_confirms(deadline))
+            return
+        self._flush_confirmed()
+        channel.close()
+
+    # ------------------------------------------------------------------ consuming
+
+    def _received(self, message: Incoming) -> None:
+        self._batch.append(message)
+        if len(self._batch) >= self.config.batch_max:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = self._channel.call_later(self.config.batch_wait, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._channel.remove_timeout(self._flush_timer)
+            self._flush_timer = None
+        batch, self._batch = self._batch, []
+        # A redelivered message may be the one that killed a worker: it goes alone, after
+        # its attempt is recorded, so a poison message cannot take a batch down with it.
+        fresh = [m for m in batch if not m.redelivered]
+        if fresh:
+            self._journal(fresh)
+        for message in batch:
+            if message.redelivered and self._channel is not None:
+                self._journal([message], attempt=self._count_attempt(message))
+
+    def _journal(self, batch: list[Incoming], attempt: int = 0) -> None:
+        """One transaction for ``batch``, then acks, then publications."""
+        started = time.perf_counter()
+        poisoned = attempt > POISON_AFTER
+        try:
+            with self.sessions.begin() as session:
+                published = [row for m in batch
+                             for row in (self._poison(session, m) if poisoned
+                                         else self._handle(session, m))]
+                new_rows = self._outbox_rows(session, published)
+        except SQLAlchemyError as exc:
+            log.error("database error; closing to get the batch redelivered",
+                      extra={"event": "db_error", "error": type(exc).__name__})
+            self._channel.close()
+            return
+        except Exception:
+            if len(batch) > 1:  # find the culprit: the others must not pay for it
+                for message in batch:
+                    self._journal([message])
+                return
+            log.exception("unexpected failure; the message goes back to the queue",
+                          extra={"event": "crash"})
+            self._channel.nack(batch[0].tag, requeue=True)
+            return
+        for message in batch:
+            if poisoned:
+                self._channel.nack(message.tag, requeue=False)  # to the dead-letter queue
+            else:
+                self._channel.ack(message.tag)
+        for row, message in new_rows:
+            self._publish(row, message)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _count_attempt(self, message: Incoming) -> int:
+        try:
+            with self.sessions.begin() as session:
+                return journal.count_attempt(session, _sha256(message.body), message.user_id)
+        except SQLAlchemyError:
+            return 0
+
+    def _handle(self, session: Session, message: Incoming) -> list[OutboxRow]:
+        """Journal one message inside the batch transaction; return its outbox rows."""
+        if message.user_id and message.message_id and journal.find_by_message(
+                session, message.user_id, message.message_id):
+            metrics.DOCUMENTS.labels("redelivered", "").inc()
+            return []  # committed before a crash; the outbox has the rest
+        view = self.services.view(session)
+        started = time.perf_counter()
+        try:
+            admitted = admit(message.body, message.user_id, limits=self.config.limits,
+                             verify=view.verify, directory=view)
+        except VdxError as exc:
+            metrics.DOCUMENTS.labels("rejected", exc.code).inc()
+            return self._reject(session, view, message, exc)
+        finally:
+            metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
+        return self._accept(session, message, admitted)
+
+    # ------------------------------------------------------------------ journaling
+
+    def _accept(self, session: Session, message: Incoming, a: Admitted) -> list[OutboxRow]:
+        r = a.route
+        package = a.package
+        is_status = isinstance(package, StatusPackage)
+        keys = {rcpt: _dedup_key(r.kind, r.sender, r.document_id, rcpt, a.sha256)
+                for rcpt in r.recipients}
+        seen = journal.existing_dedup_keys(session, list(keys.values()))
+        fresh = [rcpt for rcpt in r.recipients if keys[rcpt] not in seen]
+        now = utcnow()
+        if not fresh:
+            metrics.DOCUMENTS.labels("duplicate", "").inc()
+            log.info("duplicate", extra={"event": "duplicate", "sender": r.sender,
+                                         "document_id": r.document_id})
+            return [self._receipt(session, Receipt.duplicate(
+                self.config.hub_id, r.sender, r.document_id, a.sha256))]
+        doc = DocumentRow(
+            kind=r.kind, sender=r.sender, document_id=r.document_id,
+            status_code=package.status_code if is_status else None,
+            business_type=(package.business.doc_type
+                           if isinstance(package, DocumentPackage) and package.business
+                           else None),
+            refers_to=r.refers_to.document_id if r.refers_to else None,
+            sha256=a.sha256, message_id=message.message_id, size=a.size, received_at=now,
+            body=message.body,
+        )
+        session.add(doc)
+        session.flush()
+        rows = []
+        for rcpt in fresh:
+            delivery = DeliveryRow(id=journal.new_id(), document_pk=doc.id, dedup_key=keys[rcpt],
+                                   kind=r.kind, sender=r.sender, document_id=r.document_id,
+                                   recipient=rcpt, created_at=now)
+            session.add(delivery)
+            rows.append(OutboxRow(delivery_id=delivery.id, routing_key=rcpt, created_at=now))
+        session.add_all(rows)
+        rows.append(self._receipt(session, Receipt.accepted(
+            self.config.hub_id, r.sender, r.document_id, a.sha256,
+            status_code=package.status_code if is_status else None)))
+        metrics.DOCUMENTS.labels("accepted", "").inc()
+        log.info("accepted", extra={"event": "accepted", "kind": r.kind, "sender": r.sender,
+                                    "document_id": r.document_id, "recipients": len(fresh)})
+        return rows
+
+    def _reject(self, session: Session, view, message: Incoming,
+                error: VdxError) -> list[OutboxRow]:
+        log.info("rejected", extra={"event": "rejected", "code": error.code,
+                                    "user": message.user_id})
+        if not message.user_id or view.node_status(message.user_id) is None:
+            return []  # no registered node to tell
+        return [self._receipt(session, Receipt.rejected(
+            self.config.hub_id, message.user_id, error, _sha256(message.body)))]
+
+    def _poison(self, session: Session, message: Incoming) -> list[OutboxRow]:
+        error = TransportError("transport.poison",
+                               f"the package failed processing {POISON_AFTER} times")
+        metrics.DOCUMENTS.labels("rejected", error.code).inc()
+        return self._reject(session, self.services.view(session), message, error)
+
+    def _receipt(self, session: Session, receipt: Receipt) -> OutboxRow:
+        body = self.services.make_receipt(receipt)
+        session.add(ReceiptRow(
+            id=receipt.receipt_id, kind=receipt.kind, addressee=receipt.addressee,
+            document_id=receipt.document_id, recipient=receipt.recipient,
+            delivery_id=receipt.delivery_id, error_code=receipt.error_code,
+            status_code=receipt.status_code, created_at=utcnow(), body=body,
+        ))
+        head = journal.lock_ledger_head(session)
+        journal.append_ledger(session, head, [receipt.ledger_fields(body)],
+                              self.services.sign_hash)
+        row = OutboxRow(receipt_id=receipt.receipt_id, routing_key=receipt.addressee,
+                        created_at=utcnow())
+        session.add(row)
+        return row
+
+    # ------------------------------------------------------------------ publishing
+
+    def _outbox_rows(self, session: Session, rows: list[OutboxRow]):
+        session.flush()
+        return [(row, self._outgoing(session, row)) for row in rows]
+
+    def _outgoing(self, session: Session, row: OutboxRow) -> Outgoing:
+        headers = {"x-vdx-hub": self.config.hub_id, "x-vdx-hop": 1,
+                   "x-vdx-published-at": utcnow().isoformat()}
+        if row.delivery_id is not None:
+            delivery = session.get(DeliveryRow, row.delivery_id)
+            doc = session.get(DocumentRow, delivery.document_pk)
+            headers |= {"x-vdx-delivery-id": delivery.id, "x-vdx-sender": delivery.sender,
+                        "x-vdx-document-id": delivery.document_id, "x-vdx-kind": delivery.kind,
+                        "x-vdx-received-at": _iso(doc.received_at)}
+            return Outgoing(DELIVER_EXCHANGE, row.routing_key, doc.body, delivery.id,
+                            f"edxml.{delivery.kind}", headers)
+        receipt = session.get(ReceiptRow, row.receipt_id)
+        headers |= {"x-vdx-receipt-kind": receipt.kind,
+                    "x-vdx-document-id": receipt.document_id or ""}
+        return Outgoing(DELIVER_EXCHANGE, row.routing_key, receipt.body, receipt.id,
+                        "vdx.receipt", headers)
+
+    def _publish(self, row: OutboxRow, message: Outgoing) -> None:
+        token = _Published(row.id, row.delivery_id, row.routing_key)
+        self._channel.publish(message, token)
+
+    def _relay_outbox(self, older_than: float = 0.0) -> None:
+        """Publish what was committed but never confirmed (after a crash or a restart)."""
+        after = 0
+        if self._relay_timer is None:
+            self._relay_timer = self._channel.call_later(RELAY_AFTER, self._relay_periodically)
+        while True:
+            with self.sessions() as session:
+                rows = journal.unpublished(session, after=after, older_than=older_than)
+                batch = [(row, self._outgoing(session, row)) for row in rows]
+            if not batch:
+                return
+            for row, message in batch:
+                self._publish(row, message)
+            after = batch[-1][0].id
+            log.info("relayed outbox", extra={"event": "relay", "count": len(batch)})
+
+    def _on_confirm(self, tokens: list[object], ok: bool) -> None:
+        if not ok:
+            log.error("broker refused publications; they stay in the outbox",
+                      extra={"event": "nack", "count": len(tokens)})
+            return
+        self._confirmed.extend(tokens)  # type: ignore[arg-type]
+        if self._confirm_timer is None:
+            self._confirm_timer = self._channel.call_later(self.config.batch_wait,
+                                                           self._flush_confirmed)
+
+    def _on_returned(self, message_id: object) -> None:
+        metrics.RETURNED.inc()
+
+    def _flush_confirmed(self) -> None:
+        if self._confirm_timer is not None:
+            self._channel.remove_timeout(self._confirm_timer)
+            self._confirm_timer = None
+        confirmed, self._confirmed = self._confirmed, []
+        if not confirmed:
+            return
+        now = utcnow()
+        try:
+            with self.sessions.begin() as session:
+                journal.mark_published(session, [p.outbox_id for p in confirmed], now)
+                receipts = []
+                for p in confirmed:
+                    if p.delivery_id is None:
+                        continue
+                    delivery = journal.claim_confirmation(session, p.delivery_id, now)
+                    if delivery is None:
+                        continue  # a relayed copy: its receipt exists already
+                    doc = session.get(DocumentRow, delivery.document_pk)
+                    receipts.append(self._receipt(session, Receipt.delivered(
+                        self.config.hub_id, delivery.sender, delivery.document_id,
+                        delivery.recipient, delivery.id, doc.sha256,
+                        status_code=doc.status_code)))
+                new_rows = self._outbox_rows(session, receipts)
+        except SQLAlchemyError:
+            log.exception("database error while recording confirms; closing")
+            self._channel.close()
+            return
+        for row, message in new_rows:
+            self._publish(row, message)
+        metrics.PENDING.set(self._channel.unconfirmed)
+
+
+def _dedup_key(kind: str, sender: str, document_id: str, recipient: str, sha256: str) -> str:
+    # Documents: one per (sender, DocumentId, recipient), the regulation's identity.
+    # Statuses have no id of their own: the same bytes twice are the same status.
+    if kind == "document":
+        return f"document|{sender}|{document_id}|{recipient}"
+    return f"status|{sender}|{sha256}|{recipient}"
+
+
+def _sha256(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()

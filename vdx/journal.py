@@ -1,0 +1,264 @@
+"""The hub's journal: documents, deliveries, receipts, the outbox and the ledger (SQL edge).
+
+Everything the hub does to one submitted message is written in ONE transaction (the
+document, its deliveries, its receipts, their outbox rows and ledger entries), and the
+message is acknowledged only after that commit. Publishing reads the outbox: what was
+committed but not confirmed by the broker is published again after a crash, under the
+same delivery id, so adapters can drop the copy.
+
+Repository functions take the session; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from .ledger import GENESIS_HASH, LedgerEntry, next_entry
+from .routing import KnownDocument
+from .store import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DocumentRow(Base):
+    """A package the hub accepted (documents and statuses alike), with its exact bytes."""
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_sender_docid", "sender", "document_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # document | status
+    sender: Mapped[str] = mapped_column(String(64))
+    document_id: Mapped[str] = mapped_column(String(512))
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    business_type: Mapped[int | None] = mapped_column(Integer)
+    refers_to: Mapped[str | None] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeliveryRow(Base):
+    """One copy of one package for one recipient; ``id`` is the delivery id adapters see."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    dedup_key: Mapped[str] = mapped_column(String(700), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(64))
+    document_id: Mapped[str] = mapped_column(String(512), index=True)
+    recipient: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+
+
+class ReceiptRow(Base):
+    """A signed receipt for ``addressee`` (the sender of the package it is about)."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    addressee: Mapped[str] = mapped_column(String(64), index=True)
+    document_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    recipient: Mapped[str | None] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(36))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxRow(Base):
+    """Something committed that must reach the broker: a delivery or a receipt."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str | None] = mapped_column(ForeignKey("deliveries.id"))
+    receipt_id: Mapped[str | None] = mapped_column(ForeignKey("receipts.id"))
+    routing_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class LedgerRow(Base):
+    """Append-only, hash-chained record of every receipt and status (see vdx.ledger)."""
+
+    __tablename__ = "ledger"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    document_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    sender: Mapped[str | None] = mapped_column(String(64))
+    recipient: Mapped[str | None] = mapped_column(String(64))
+    receipt_id: Mapped[str | None] = mapped_column(String(36))
+    receipt_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(40))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    hub_signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerHeadRow(Base):
+    """One row: the last entry. Locking it serialises appends across workers."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AttemptRow(Base):
+    """How often a redelivered message was tried alone (poison detection)."""
+
+    __tablename__ = "attempts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime | None]
+
+
+# ----------------------------------------------------------------------- repository
+
+
+def known_document(session: Session, sender: str, document_id: str) -> KnownDocument | None:
+    recipients = session.scalars(
+        select(DeliveryRow.recipient)
+        .where(DeliveryRow.sender == sender, DeliveryRow.document_id == document_id,
+               DeliveryRow.kind == "document")
+        .order_by(DeliveryRow.created_at)
+    ).all()
+    if not recipients:
+        return None
+    return KnownDocument(sender, document_id, tuple(dict.fromkeys(recipients)))
+
+
+def find_by_message(session: Session, sender: str, message_id: str) -> DocumentRow | None:
+    return session.scalars(
+        select(DocumentRow).where(DocumentRow.sender == sender,
+                                  DocumentRow.message_id == message_id).limit(1)
+    ).first()
+
+
+def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    return set(session.scalars(select(DeliveryRow.dedup_key)
+                               .where(DeliveryRow.dedup_key.in_(keys))).all())
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def lock_ledger_head(session: Session) -> LedgerHeadRow:
+    """The head row, locked for this transaction (created on first use)."""
+    head = session.scalars(select(LedgerHeadRow).where(LedgerHeadRow.id == 1)
+                           .with_for_update()).first()
+    if head is None:
+        head = LedgerHeadRow(id=1, seq=0, entry_hash=GENESIS_HASH)
+        session.add(head)
+        session.flush()
+    return head
+
+
+def append_ledger(session: Session, head: LedgerHeadRow, entries: Iterable[dict],
+                  sign) -> list[LedgerEntry]:
+    """Append one entry per dict of fields after ``head`` (locked), and move the head."""
+    previous: LedgerEntry | None = None if head.seq == 0 else _head_entry(session, head)
+    written = []
+    for fields in entries:
+        entry = next_entry(previous, sign=sign, **fields)
+        session.add(LedgerRow(
+            seq=entry.seq, kind=entry.kind, document_id=entry.document_id,
+            sender=entry.sender, recipient=entry.recipient, receipt_id=entry.receipt_id,
+            receipt_sha256=entry.receipt_sha256, created_at=entry.created_at,
+            prev_hash=entry.prev_hash, entry_hash=entry.entry_hash,
+            hub_signature=entry.hub_signature,
+        ))
+        written.append(entry)
+        previous = entry
+    if previous is not None:
+        head.seq, head.entry_hash = previous.seq, previous.entry_hash
+    return written
+
+
+def _head_entry(session: Session, head: LedgerHeadRow) -> LedgerEntry:
+    row = session.get(LedgerRow, head.seq)
+    assert row is not None, "ledger head points at a missing entry"
+    return row_to_entry(row)
+
+
+def row_to_entry(row: LedgerRow) -> LedgerEntry:
+    return LedgerEntry(
+        seq=row.seq, kind=row.kind, document_id=row.document_id, sender=row.sender,
+        recipient=row.recipient, receipt_id=row.receipt_id, receipt_sha256=row.receipt_sha256,
+        created_at=row.created_at, prev_hash=row.prev_hash, entry_hash=row.entry_hash,
+        hub_signature=row.hub_signature,
+    )
+
+
+def unpublished(session: Session, limit: int = 500, after: int = 0,
+                older_than: float = 0.0) -> list[OutboxRow]:
+    query = select(OutboxRow).where(OutboxRow.published_at.is_(None), OutboxRow.id > after)
+    if older_than:
+        query = query.where(OutboxRow.created_at < utcnow() - timedelta(seconds=older_than))
+    return list(session.scalars(query.order_by(OutboxRow.id).limit(limit)))
+
+
+def claim_confirmation(session: Session, delivery_id: str, when: datetime) -> DeliveryRow | None:
+    """Mark a delivery confirmed; ``None`` if another worker (or a relay) did it first."""
+    claimed = session.execute(
+        update(DeliveryRow).where(DeliveryRow.id == delivery_id,
+                                  DeliveryRow.confirmed_at.is_(None))
+        .values(confirmed_at=when)
+    ).rowcount
+    return session.get(DeliveryRow, delivery_id) if claimed == 1 else None
+
+
+def count_attempt(session: Session, sha256: str, user_id: str | None) -> int:
+    """Record one more isolated attempt at a message; return how many there were."""
+    key = f"{user_id or ''}|{sha256}"
+    row = session.get(AttemptRow, key, with_for_update=True)
+    if row is None:
+        row = AttemptRow(key=key, attempts=0)
+        session.add(row)
+    row.attempts += 1
+    row.last_at = utcnow()
+    return row.attempts
+
+
+def mark_published(session: Session, outbox_ids: Sequence[int], when: datetime) -> None:
+    if outbox_ids:
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(outbox_ids))
+                        .values(published_at=when))
+
+
+def pending_count(session: Session) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count()).select_from(OutboxRow)
+                          .where(OutboxRow.published_at.is_(None))) or 0
+
+

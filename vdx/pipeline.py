@@ -1,0 +1,111 @@
+"""The hub's checks on one submitted package, as named steps.
+
+    check_size → hardened_parse → check_schema → verify_signature → read_package → authorise
+
+Each step is a function that raises a typed :class:`~vdx.errors.VdxError` with a
+catalogue code; :func:`admit` runs them in order and returns an :class:`Admitted` package
+whose values were read from the *signed* tree only. Deduplication, persistence, publishing
+and acknowledgement are the worker's (they touch the database and the broker).
+
+No pika, SQLAlchemy or click here: the steps take plain values and small interfaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lxml import etree
+
+from . import envelope, schema
+from .errors import EnvelopeError
+from .model import Package
+from .routing import Directory, Route, route
+from .xmlsafe import ParseLimits, parse_untrusted
+
+
+class SignatureCheck(Protocol):
+    """What the pipeline needs of the signature verifier (``vdx.verify.Verifier``)."""
+
+    def __call__(self, tree: etree._ElementTree, sender: str) -> etree._ElementTree:
+        """Return the signed content of ``tree`` or raise ``SignatureError``."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A package that passed every check: what the worker persists and routes."""
+
+    package: Package
+    route: Route
+    sha256: str
+    size: int
+
+
+StepName = str
+STEPS: Sequence[StepName] = (
+    "check_size", "hardened_parse", "check_schema", "verify_signature", "read_package",
+    "authorise",
+)
+
+
+def check_size(body: bytes, limits: ParseLimits) -> None:
+    if len(body) > limits.max_bytes:
+        raise EnvelopeError("envelope.too_large",
+                            f"the package is {len(body):,} bytes; the limit is "
+                            f"{limits.max_bytes:,}")
+
+
+def hardened_parse(body: bytes, limits: ParseLimits) -> etree._ElementTree:
+    tree = parse_untrusted(body, limits)
+    envelope.check_root(tree.getroot())
+    return tree
+
+
+def check_schema(tree: etree._ElementTree) -> None:
+    if not schema.is_valid(tree):
+        schema.require_valid(tree)
+
+
+def claimed_sender(tree: etree._ElementTree) -> str:
+    """The sender named in the (not yet verified) tree: only to pick the certificate."""
+    ns = "{" + envelope.EDXML_NS + "}"
+    found = tree.getroot().findtext(
+        f"{ns}edXMLEnvelope/{ns}edXMLHeader/{ns}MessageHeader/{ns}From/{ns}OrganId")
+    return (found or "").strip()
+
+
+def verify_signature(tree: etree._ElementTree, verify: SignatureCheck) -> etree._ElementTree:
+    return verify(tree, claimed_sender(tree))
+
+
+def read_package(signed_tree: etree._ElementTree) -> Package:
+    package = envelope.from_tree(signed_tree)
+    for problem in envelope.identifier_problems(package):
+        raise EnvelopeError(problem.code, problem.message, path=problem.path)
+    return package
+
+
+def authorise(package: Package, user_id: str | None, directory: Directory) -> Route:
+    return route(package, user_id, directory)
+
+
+def admit(body: bytes, user_id: str | None, *, limits: ParseLimits,
+          verify: SignatureCheck, directory: Directory,
+          observe: Callable[[StepName], None] | None = None) -> Admitted:
+    """Run every step on ``body`` published by ``user_id``; raise the first refusal."""
+    mark = observe or (lambda _step: None)
+    check_size(body, limits)
+    mark("check_size")
+    tree = hardened_parse(body, limits)
+    mark("hardened_parse")
+    check_schema(tree)
+    mark("check_schema")
+    signed = verify_signature(tree, verify)
+    mark("verify_signature")
+    package = read_package(signed)
+    mark("read_package")
+    decided = authorise(package, user_id, directory)
+    mark("authorise")
+    return Admitted(package, decided, hashlib.sha256(body).hexdigest(), len(body))
