@@ -737,6 +737,176 @@ def doctor(as_json: bool) -> None:
                 click.echo(f"         fix: {f.fix}")
     sys.exit(0 if doctor_mod.healthy(findings) else 1)
 
+# ----------------------------------------------------------------- hub and audit (issue 5)
+
+
+@main.group(cls=_VdxGroup)
+def hub_group() -> None:
+    """Run the hub: validate, route and receipt every submitted package."""
+
+
+main.add_command(hub_group, "hub")
+
+
+@hub_group.command("run")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (each one CPU core at most).")
+@click.option("--prefetch", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Unacknowledged messages a worker may hold.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics on 127.0.0.1:PORT (+1 per further worker).")
+@click.option("--hub-id", envvar="VDX_HUB_ID", default="vdx-hub", show_default=True,
+              help="This hub's name in receipts and trace headers.")
+def hub_run(workers: int, prefetch: int, metrics_port: int | None, hub_id: str) -> None:
+    """Serve until SIGTERM: finishes the work in hand, then exits."""
+    from vdx.runtime import run_hub
+
+    admin = _admin()
+    with admin.transaction():
+        pass  # refuses an uninitialised database with one line, before any worker starts
+    sys.exit(run_hub(admin.config, workers=workers, prefetch=prefetch, hub_id=hub_id,
+                     metrics_port=metrics_port))
+
+
+def _parse_time(ctx, param, value: str | None):
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time, e.g. 2026-11-22T09:00")
+    return moment if moment.tzinfo else moment.replace(tzinfo=model.VIETNAM_TZ)
+
+
+@main.group(cls=_VdxGroup)
+def receipts_group() -> None:
+    """Query the receipts the hub issued."""
+
+
+main.add_command(receipts_group, "receipts")
+
+
+@receipts_group.command("query")
+@click.option("--document", "document_id", help="DocumentId.")
+@click.option("--sender", callback=_agency_code, help="Agency the receipts were issued to.")
+@click.option("--recipient", callback=_agency_code, help="Recipient of the document.")
+@click.option("--status", "kind", type=click.Choice(
+    ["accepted", "rejected", "delivered", "duplicate", "status"]), help="Receipt kind.")
+@click.option("--since", callback=_parse_time, help="ISO time (Vietnam time if no zone).")
+@click.option("--until", callback=_parse_time, help="ISO time, exclusive.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--csv", "as_csv", is_flag=True)
+def receipts_query(document_id, sender, recipient, kind, since, until, as_json, as_csv) -> None:
+    """List receipts matching every filter given, oldest first."""
+    from vdx import audit
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    with _admin().transaction() as session:
+        found = audit.query_receipts(session, document_id=document_id, sender=sender,
+                                     recipient=recipient, kind=kind, since=since, until=until)
+    rows = [r.to_dict() for r in found]
+    if as_json:
+        _emit_json(rows)
+    elif as_csv:
+        import csv
+
+        fields = list(rows[0]) if rows else list(audit.ReceiptView.__dataclass_fields__)
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _print_receipts(found)
+
+
+def _print_receipts(found) -> None:
+    if not found:
+        click.echo("no receipts match")
+        return
+    for r in found:
+        extra = r.error_code or (f"status {r.status_code}" if r.status_code else "")
+        click.echo(f"{r.created_at:%Y-%m-%d %H:%M:%S}  {r.kind:<9}  to {r.addressee:<14}  "
+                   f"{r.document_id or '-'}  {r.recipient or ''}  {extra}".rstrip())
+
+
+@main.group(cls=_VdxGroup)
+def document_group() -> None:
+    """Follow one document through the hub."""
+
+
+main.add_command(document_group, "document")
+
+
+@document_group.command("show")
+@click.argument("document_id")
+@click.option("--json", "as_json", is_flag=True)
+def document_show(document_id: str, as_json: bool) -> None:
+    """The whole timeline of DOCUMENT_ID across all its recipients."""
+    from vdx import audit
+
+    with _admin().transaction() as session:
+        events = audit.document_timeline(session, document_id)
+    if not events:
+        _fail(f"the hub has no record of {document_id}")
+    if as_json:
+        _emit_json({"document_id": document_id, "events": [e.to_dict() for e in events]})
+        return
+    for e in events:
+        who = f"{e.actor} → {e.recipient}" if e.recipient else e.actor
+        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.event:<10}  {who}"
+                   + (f"  ({e.detail})" if e.detail else ""))
+
+
+@main.group(cls=_VdxGroup)
+def audit_group() -> None:
+    """Check the ledger; export proof for third parties."""
+
+
+main.add_command(audit_group, "audit")
+
+
+@audit_group.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(as_json: bool) -> None:
+    """Check the whole ledger chain and every hub signature. Exit 1 on any problem."""
+    from vdx import audit
+    from vdx.ledger import make_hash_verifier
+
+    admin = _admin()
+    certificate = admin.hub_certificate()
+    if certificate is None:
+        _fail("no hub certificate; run `vdx init`")
+    with admin.transaction() as session:
+        report = audit.verify_ledger(session, make_hash_verifier(certificate))
+    if as_json:
+        _emit_json({"intact": report.intact, "entries": report.entries,
+                    "head": report.head_seq, "problems": [p.to_dict() for p in report.problems]})
+    elif report.intact:
+        click.echo(f"ledger intact: {report.entries} entries, every hash and hub signature "
+                   f"checks")
+    else:
+        click.echo(f"ledger NOT intact: {len(report.problems)} problem(s) in "
+                   f"{report.entries} entries")
+        for p in report.problems:
+            click.echo(f"  entry {p.seq}: {p.code}: {p.message}")
+    sys.exit(0 if report.intact else 1)
+
+
+@audit_group.command("export")
+@click.argument("document_id")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.zip")
+def audit_export(document_id: str, out: str) -> None:
+    """Write a proof bundle for DOCUMENT_ID that anyone can check offline with xmlsec1."""
+    from vdx import audit
+
+    admin = _admin()
+    with admin.transaction() as session:
+        certificates = audit.bundle_certificates(session, admin.config, document_id)
+        data = audit.export_bundle(session, document_id, certificates)
+        if not certificates or data is None:
+            _fail(f"the hub has no record of {document_id}")
+    _write(out, data)
+
 
 if __name__ == "__main__":
     main()

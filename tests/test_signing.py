@@ -125,3 +125,18 @@ def test_refuses_what_is_not_a_package(world: World, data: bytes, code: str) -> 
     with pytest.raises(EnvelopeError) as err:
         world.agencies[G22].signer.sign(data)
     assert err.value.code == code
+
+
+def test_signer_copies_documents_as_signxml_would(world: World) -> None:
+    """The deep copy that replaces signxml's serialise-and-parse yields the same bytes."""
+    from signxml import XMLSigner
+
+    from vdx.signing import _Signer
+
+    root = tree_of(package()).getroot()
+    ours = _Signer(world.agencies[G22].signer.algorithm).get_root(root)
+    theirs = XMLSigner().get_root(root)
+    assert ours is not root and ours.getparent() is None
+    for exclusive in (True, False):
+        assert etree.tostring(ours, method="c14n", exclusive=exclusive) == \
+            etree.tostring(theirs, method="c14n", exclusive=exclusive)

@@ -127,12 +127,37 @@ def verify_ledger(session: Session, verify_sig: Callable[[bytes, bytes], bool]) 
     return AuditReport(len(entries), head.seq if head else None, tuple(problems))
 
 
+def bundle_certificates(session: Session, config, document_id: str) -> list[tuple[str, bytes]]:
+    """The certificates a third party needs: the sender's registered ones, the hub's, and
+    the trust anchors they chain to."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from . import pki, registry
+    from .trust import TrustStore
+
+    doc = session.scalars(select(DocumentRow).where(DocumentRow.document_id == document_id)
+                          .order_by(DocumentRow.id).limit(1)).first()
+    if doc is None:
+        return []
+    certs = [(f"sender-{i}.pem" if i else "sender.pem", c.pem.encode())
+             for i, c in enumerate(reversed(registry.certificate_history(session, doc.sender)))]
+    hub = pki.CaDir(config.pki_dir).hub_cert
+    if hub.exists():
+        certs.append(("hub.pem", hub.read_bytes()))
+    anchors = TrustStore.from_dir(config.trust_dir).anchors
+    certs.append(("root.pem", b"".join(a.public_bytes(Encoding.PEM) for a in anchors)))
+    return certs
+
+
 def export_bundle(session: Session, document_id: str, certificates: Sequence[tuple[str, bytes]],
-                  ) -> bytes:
+                  ) -> bytes | None:
     """A zip a third party can check offline: the signed package(s), every receipt about
-    the document, and the certificates (``name``, PEM) needed to verify them."""
+    the document, and the certificates (``name``, PEM) needed to verify them; ``None``
+    when the hub has no record of ``document_id``."""
     docs = session.scalars(select(DocumentRow).where(DocumentRow.document_id == document_id)
                            .order_by(DocumentRow.id)).all()
+    if not docs:
+        return None
     receipts = session.scalars(select(ReceiptRow).where(ReceiptRow.document_id == document_id)
                                .order_by(ReceiptRow.created_at)).all()
     deliveries = session.scalars(select(DeliveryRow).where(

@@ -7,6 +7,7 @@ and returns the :class:`vdx.hub.HubServices` the worker calls.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from lxml import etree
@@ -19,7 +20,10 @@ from .ledger import make_hash_signer, make_hash_verifier
 from .receipts import Receipt, sign_receipt
 from .routing import KnownDocument
 from .signing import Signer
-from .verify import TrustStore, VerificationPolicy, Verifier
+from .trust import TrustStore
+from .verify import VerificationPolicy, Verifier
+
+log = logging.getLogger("vdx.hub")
 
 
 @dataclass
@@ -66,3 +70,63 @@ def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -
         make_receipt=make_receipt,
         sign_hash=sign_hash,
     )
+
+
+def run_worker(index: int, config: HubConfig, hub_id: str, prefetch: int,
+               metrics_port: int | None) -> None:
+    """One worker process: logs, metrics, database, keys, then serve until SIGTERM."""
+    from . import logs, metrics, store
+    from .broker import amqp_url
+    from .hub import HubWorker, WorkerConfig
+
+    logs.configure()
+    if metrics_port:
+        metrics.serve(metrics_port + index)
+    engine = store.make_engine(config.database_url)
+    worker = HubWorker(WorkerConfig(hub_id=hub_id, amqp_url=amqp_url(), prefetch=prefetch),
+                       store.session_factory(engine), load_services(config))
+    worker.install_signal_handlers()
+    worker.run_forever()
+    engine.dispose()
+
+
+def run_hub(config: HubConfig, *, workers: int, prefetch: int, hub_id: str,
+            metrics_port: int | None = None) -> int:
+    """Run and supervise ``workers`` worker processes until SIGTERM/SIGINT.
+
+    A worker that dies (killed, crashed) is started again: its unacknowledged messages
+    went back to the queue and its committed work is in the outbox.
+    """
+    import multiprocessing
+    import signal
+    import time
+
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(i: int):
+        p = ctx.Process(target=run_worker, args=(i, config, hub_id, prefetch, metrics_port),
+                        name=f"vdx-hub-{i}")
+        p.start()
+        return p
+
+    def stop(_signum, _frame):
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: each finishes its batch and exits
+
+    procs = [start(i) for i in range(workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        time.sleep(0.2)
+        for i, p in enumerate(procs):
+            if not p.is_alive() and not stopping:
+                log.warning("worker died; starting it again",
+                            extra={"event": "respawn", "worker": i, "exitcode": p.exitcode})
+                procs[i] = start(i)
+    for p in procs:
+        p.join()
+    return 0

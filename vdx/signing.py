@@ -13,6 +13,7 @@ milliseconds, so build one signer per key and call :meth:`Signer.sign` for every
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,6 +59,16 @@ class _Signer(XMLSigner):
         )
         # XMLSigner has no public parser argument (XMLVerifier.verify has one).
         self._parser = xml_parser()
+
+    def get_root(self, data):  # noqa: ANN001, ANN201 - signxml's signature
+        # signxml copies the document twice (one copy to sign into, one to digest) by
+        # serialising and re-parsing it. For a whole document, which is all we pass, a
+        # deep copy is the same tree at a fraction of the cost; signxml's caveat about
+        # deep copies is for subelements, which would lose inherited namespace
+        # declarations. tests/test_signing.py checks both copies canonicalise alike.
+        if isinstance(data, etree._Element) and data.getparent() is None:
+            return copy.deepcopy(data)
+        return super().get_root(data)
 
 
 class Signer:
@@ -116,6 +127,17 @@ class Signer:
         anchor.addnext(placeholder)
         if (header.text or "x").isspace():  # keep a pretty-printed header pretty
             placeholder.tail, anchor.tail = anchor.tail, header.text
+        signed = _Signer(self.algorithm).sign(root, key=self.key, cert=self._certs)
+        return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+    def sign_receipt(self, data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> bytes:
+        """Sign a hub receipt (:mod:`vdx.receipts`): the enveloped signature, with the
+        same algorithms as packages, becomes the last child of the root, where
+        ``schemas/receipt.xsd`` expects it. Raises ``signature.multiple`` for a signed one.
+        """
+        root = parse_untrusted(data, limits).getroot()
+        if next(root.iter(DS_SIGNATURE), None) is not None:
+            raise SignatureError("signature.multiple", "the receipt is already signed")
         signed = _Signer(self.algorithm).sign(root, key=self.key, cert=self._certs)
         return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
