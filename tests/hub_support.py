@@ -98,7 +98,7 @@ class Agency:
         deadline = time.monotonic() + timeout
         queue = provision.inbox_queue(self.code)
         while len(got) < count and time.monotonic() < deadline:
-            method, props, body = self.channel.basic_get(queue, auto_ack=True)
+            method, props, body = self._get(queue)
             if method is None:
                 time.sleep(0.05)
                 continue
@@ -112,13 +112,21 @@ class Agency:
         got, quiet_since = [], time.monotonic()
         queue = provision.inbox_queue(self.code)
         while time.monotonic() - quiet_since < settle:
-            method, props, body = self.channel.basic_get(queue, auto_ack=True)
+            method, props, body = self._get(queue)
             if method is None:
                 time.sleep(0.05)
                 continue
             got.append(Message(body, props.type, props.message_id, dict(props.headers or {})))
             quiet_since = time.monotonic()
         return got
+
+    def _get(self, queue: str):
+        try:
+            return self.channel.basic_get(queue, auto_ack=True)
+        except pika.exceptions.AMQPConnectionError:  # the broker restarted: connect again
+            self._connection = None
+            time.sleep(0.5)
+            return None, None, None
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:
@@ -158,6 +166,17 @@ class Hub:
         self.thread = threading.Thread(target=self.worker.run_forever, daemon=True)
         self.thread.start()
 
+    def environment(self) -> dict[str, str]:
+        """The environment a ``vdx`` subprocess needs to serve this hub (SQLite only)."""
+        import os
+
+        assert self.engine.url.get_backend_name() == "sqlite", "subprocesses need a URL"
+        return os.environ | {
+            "VDX_DATABASE_URL": str(self.engine.url), "VDX_AMQP_URL": self.amqp_url,
+            "VDX_PKI_DIR": str(self.config.pki_dir), "VDX_TRUST_DIR": str(self.config.trust_dir),
+            "VDX_HUB_ID": HUB_ID,
+        }
+
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.request_stop()
@@ -167,7 +186,9 @@ class Hub:
 
 
 @contextmanager
-def running_hub(backend: str, tmp: Path, agencies=("G22", "H41", "H49")) -> Iterator[Hub]:
+def running_hub(backend: str, tmp: Path, agencies=("G22", "H41", "H49"),
+                start: bool = True) -> Iterator[Hub]:
+    """A hub with ``agencies`` registered; its worker runs in a thread when ``start``."""
     test_pki = TestPki.create(tmp / "pki")
     pki.issue_hub(test_pki.path, ec_key=True)
     with database(backend, tmp) as engine, temp_vhost() as (api, vhost):
@@ -176,7 +197,8 @@ def running_hub(backend: str, tmp: Path, agencies=("G22", "H41", "H49")) -> Iter
         hub = Hub(config, Admin(config, engine=engine, api=api), engine, vhost, test_pki, {})
         for prefix in agencies:
             hub.add_agency(prefix)
-        hub.start()
+        if start:
+            hub.start()
         try:
             yield hub
         finally:

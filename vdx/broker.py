@@ -138,11 +138,15 @@ class AsyncChannel:
             self._channel.basic_cancel(tag, callback=cancelled)
 
     def close(self) -> None:
+        """Close the connection (or give up connecting); :meth:`run` then returns."""
         self._closing = True
-        if self._connection is not None and not (
-            self._connection.is_closing or self._connection.is_closed
-        ):
-            self._connection.close()
+        connection = self._connection
+        if connection is None or connection.is_closing or connection.is_closed:
+            return
+        if connection.is_open:
+            connection.close()
+        else:  # still opening: pika cannot close it politely yet
+            connection.ioloop.stop()
 
     @property
     def unconfirmed(self) -> int:

@@ -145,6 +145,9 @@ class HubWorker:
             return False
 
     def _ready(self) -> None:
+        if self._stopping:  # asked to stop while connecting
+            self._channel.stop_consuming(self._drain)
+            return
         log.info("consuming", extra={"event": "ready", "queue": SUBMIT_QUEUE})
         self._relay_outbox()
 
