@@ -157,3 +157,42 @@ def test_sigkill_and_broker_restart_lose_and_duplicate_nothing(hub, record_prope
         print("crash figures:", figures)
     finally:
         hub.start()
+
+
+def test_metrics_and_structured_logs(hub):
+    """Prometheus counters by outcome; one JSON object per log line, no document content."""
+    import json
+    import socket
+    import urllib.request
+
+    hub.stop()
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        g22, h41 = hub.agency("G22"), hub.agency("H41")
+        proc = _hub_process(hub, "--metrics-port", str(port))
+        _wait_for_workers(proc.pid, 1)
+        g22.send(g22.document(h41.code))
+        g22.send(b"not xml at all")
+        h41.inbox(1)
+        g22.inbox(3)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert 'vdx_documents_total{code="",outcome="accepted"} 1.0' in text
+        assert 'vdx_documents_total{code="envelope.not_xml",outcome="rejected"} 1.0' in text
+        assert "vdx_pipeline_seconds_bucket" in text and "vdx_deliveries_pending" in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        lines = (hub.config.pki_dir.parent / "hub.log").read_text().splitlines()
+        entries = [json.loads(line) for line in lines]  # every line is one JSON object
+        assert any(e.get("event") == "accepted" for e in entries)
+        assert not any("Thử nghiệm trục" in line for line in lines)  # the subject
+    finally:
+        hub.start()
