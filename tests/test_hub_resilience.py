@@ -57,11 +57,28 @@ def test_poison_message_is_dead_lettered_with_a_rejected_receipt(hub, monkeypatc
     assert method is not None and body == poison
 
 
+_started: list[subprocess.Popen] = []
+
+
 def _hub_process(hub, *args: str) -> subprocess.Popen:
     # Logs go to a file: a pipe nobody reads would fill up and block the workers.
     log = open(hub.config.pki_dir.parent / "hub.log", "ab")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "vdx_cli.cli", "hub", "run", *args],
-                            env=hub.environment(), stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen([sys.executable, "-m", "vdx_cli.cli", "hub", "run", *args],
+                            env=hub.environment(), stdout=subprocess.DEVNULL, stderr=log,
+                            start_new_session=True)
+    _started.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_left_running():
+    """A failed test must not leave a hub (and its workers) consuming in the background."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def _log_tail(hub) -> str:

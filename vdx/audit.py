@@ -139,8 +139,9 @@ def bundle_certificates(session: Session, config, document_id: str) -> list[tupl
                           .order_by(DocumentRow.id).limit(1)).first()
     if doc is None:
         return []
+    history = registry.certificate_history(session, doc.sender)
     certs = [(f"sender-{i}.pem" if i else "sender.pem", c.pem.encode())
-             for i, c in enumerate(reversed(registry.certificate_history(session, doc.sender)))]
+             for i, c in enumerate(reversed(history))]
     hub = pki.CaDir(config.pki_dir).hub_cert
     if hub.exists():
         certs.append(("hub.pem", hub.read_bytes()))

@@ -20,14 +20,14 @@ drop the copy). A message that keeps killing the worker is refused with
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,11 +71,12 @@ class HubServices:
     sign_hash: Callable[[bytes], bytes]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Published:
+    """What a publisher confirm refers to."""
+
     outbox_id: int
     delivery_id: str | None
-    recipient: str | None
 
 
 class HubWorker:
@@ -89,10 +90,8 @@ class HubWorker:
         self._flush_timer: object | None = None
         self._confirmed: list[_Published] = []
         self._confirm_timer: object | None = None
-        self._inflight: dict[int, _Published] = {}
         self._stopping = False
         self._relay_timer: object | None = None
-        self.stopped = threading.Event()
 
     # ------------------------------------------------------------------ running
 
@@ -115,7 +114,6 @@ class HubWorker:
                 delay = 0.5
             if not self._stopping:
                 delay = self._sleep(delay, "broker connection lost")
-        self.stopped.set()
 
     def request_stop(self) -> None:
         """Finish the batch in hand, wait for confirms, then close (SIGTERM)."""
@@ -139,7 +137,7 @@ class HubWorker:
     def _database_up(self) -> bool:
         try:
             with self.sessions() as session:
-                session.execute(journal.select(1))
+                session.execute(text("SELECT 1"))
             return True
         except SQLAlchemyError:
             return False
@@ -158,8 +156,7 @@ class HubWorker:
 
     def _closed(self, reason: str) -> None:
         self._batch.clear()  # unacknowledged: the broker redelivers them
-        self._inflight.clear()  # unconfirmed: the outbox still holds them
-        self._confirmed.clear()
+        self._confirmed.clear()  # unconfirmed: the outbox still holds them
         self._flush_timer = self._confirm_timer = self._relay_timer = None
         if reason != "closed":
             log.warning("broker connection closed", extra={"event": "closed", "reason": reason})
@@ -350,7 +347,7 @@ class HubWorker:
             doc = session.get(DocumentRow, delivery.document_pk)
             headers |= {"x-vdx-delivery-id": delivery.id, "x-vdx-sender": delivery.sender,
                         "x-vdx-document-id": delivery.document_id, "x-vdx-kind": delivery.kind,
-                        "x-vdx-received-at": _iso(doc.received_at)}
+                        "x-vdx-received-at": doc.received_at.isoformat()}
             return Outgoing(DELIVER_EXCHANGE, row.routing_key, doc.body, delivery.id,
                             f"edxml.{delivery.kind}", headers)
         receipt = session.get(ReceiptRow, row.receipt_id)
@@ -360,7 +357,7 @@ class HubWorker:
                         "vdx.receipt", headers)
 
     def _publish(self, row: OutboxRow, message: Outgoing) -> None:
-        token = _Published(row.id, row.delivery_id, row.routing_key)
+        token = _Published(row.id, row.delivery_id)
         self._channel.publish(message, token)
 
     def _relay_outbox(self, older_than: float = 0.0) -> None:
@@ -434,10 +431,4 @@ def _dedup_key(kind: str, sender: str, document_id: str, recipient: str, sha256:
 
 
 def _sha256(body: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(body).hexdigest()
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()

@@ -34,9 +34,9 @@ def identifier_form(code: str) -> IdentifierForm:
     problem = identifier_problem(code)
     if problem is not None:
         raise EnvelopeError("envelope.bad_identifier", problem)
-    return (
-        IdentifierForm.QCVN_102_2016 if _QCVN102.fullmatch(code) else IdentifierForm.DECISION_20_2020
-    )
+    if _QCVN102.fullmatch(code):
+        return IdentifierForm.QCVN_102_2016
+    return IdentifierForm.DECISION_20_2020
 
 
 def is_valid_identifier(code: str) -> bool:
@@ -56,7 +56,8 @@ def identifier_problem(code: str) -> str | None:
         return f"{shown} contains lower-case letters; identifiers use digits and capital letters"
     bad = sorted({ch for ch in code if not (ch.isdigit() or "A" <= ch <= "Z" or ch == ".")})
     if bad:
-        return f"{shown} contains {''.join(bad)!r}; only digits, capital letters and dots are allowed"
+        return (f"{shown} contains {''.join(bad)!r}; only digits, capital letters and dots "
+                f"are allowed")
     groups = code.split(".")
     if "" in groups:
         return f"{shown} has an empty group (two dots in a row, or a dot at either end)"
@@ -78,7 +79,7 @@ def _qcvn102_problem(shown: str, groups: list[str]) -> str:
             f"{shown} has {len(groups)} groups; the QCVN 102:2016 form NNN.NN.NN.LNN has 4 "
             f"(e.g. 000.00.00.H41)"
         )
-    for position, (group, (size, what)) in enumerate(zip(groups, _QCVN102_GROUPS), start=1):
+    for position, (group, (size, what)) in enumerate(zip(groups, _QCVN102_GROUPS, strict=True), start=1):
         if len(group) != size or not group.isdigit():
             return f"{shown}: group {position} {group!r} should be {what} (form NNN.NN.NN.LNN)"
     return f"{shown} is not in the form NNN.NN.NN.LNN"  # pragma: no cover - unreachable

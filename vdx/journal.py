@@ -16,16 +16,16 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
-    func,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    func,
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .ledger import GENESIS_HASH, LedgerEntry, next_entry
 from .routing import KnownDocument
@@ -257,7 +257,6 @@ def mark_published(session: Session, outbox_ids: Sequence[int], when: datetime) 
 
 
 def pending_count(session: Session) -> int:
-    from sqlalchemy import func
 
     return session.scalar(select(func.count()).select_from(OutboxRow)
                           .where(OutboxRow.published_at.is_(None))) or 0

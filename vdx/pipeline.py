@@ -23,6 +23,7 @@ from . import envelope, schema
 from .errors import EnvelopeError
 from .model import Package
 from .routing import Directory, Route, route
+from .verify import claimed_sender
 from .xmlsafe import ParseLimits, parse_untrusted
 
 
@@ -66,14 +67,6 @@ def hardened_parse(body: bytes, limits: ParseLimits) -> etree._ElementTree:
 def check_schema(tree: etree._ElementTree) -> None:
     if not schema.is_valid(tree):
         schema.require_valid(tree)
-
-
-def claimed_sender(tree: etree._ElementTree) -> str:
-    """The sender named in the (not yet verified) tree: only to pick the certificate."""
-    ns = "{" + envelope.EDXML_NS + "}"
-    found = tree.getroot().findtext(
-        f"{ns}edXMLEnvelope/{ns}edXMLHeader/{ns}MessageHeader/{ns}From/{ns}OrganId")
-    return (found or "").strip()
 
 
 def verify_signature(tree: etree._ElementTree, verify: SignatureCheck) -> etree._ElementTree:

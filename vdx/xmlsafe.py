@@ -22,6 +22,8 @@ EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 XINCLUDE_NAMESPACES = frozenset(
     {"http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude"}
 )
+# Tags are "{namespace}name" strings: a prefix test is ~10x cheaper than etree.QName.
+_XINCLUDE_TAGS = tuple(f"{{{ns}}}" for ns in XINCLUDE_NAMESPACES)
 _ATTACHMENT_TEXT = f"{{{EDXML_NS}}}ContentTransferEncoded"
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
@@ -144,16 +146,17 @@ def _check_limits(root: etree._Element, limits: ParseLimits) -> None:
                 f"nesting reaches {depth} levels; the limit is {limits.max_depth}",
                 line=el.sourceline, path=element_path(el),
             )
-        if not isinstance(el.tag, str):
+        tag = el.tag
+        if not isinstance(tag, str):
             if isinstance(el, etree._Entity):
                 raise EnvelopeError("envelope.entity_forbidden", line=el.sourceline)
             _check_text(el.tail, el, limits, "tail")
             continue
-        if etree.QName(el).namespace in XINCLUDE_NAMESPACES:
+        if tag.startswith(_XINCLUDE_TAGS):
             raise EnvelopeError(
                 "envelope.xinclude_forbidden", line=el.sourceline, path=element_path(el)
             )
-        for name, value in el.attrib.items():
+        for name, value in el.items() if len(el.attrib) else ():
             if len(value) > limits.max_attribute:
                 raise EnvelopeError(
                     "envelope.attribute_too_large",
@@ -161,7 +164,7 @@ def _check_limits(root: etree._Element, limits: ParseLimits) -> None:
                     f"characters; the limit is {limits.max_attribute:,}",
                     line=el.sourceline, path=element_path(el),
                 )
-        if el.tag != _ATTACHMENT_TEXT:
+        if tag != _ATTACHMENT_TEXT:
             _check_text(el.text, el, limits, "text")
         _check_text(el.tail, el, limits, "tail")
 
