@@ -12,11 +12,12 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
+from sqlalchemy.orm import sessionmaker
+from vdx_cli.cli import main
 
 from tests.conftest import require_service
 from tests.hub_support import running_hub
 from vdx import journal
-from vdx_cli.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_audit_verify_reports_the_tampered_position(exchange, cli):
     hub, _ = exchange
     ok = cli("audit", "verify", "--json")
     assert ok.exit_code == 0 and json.loads(ok.stdout)["intact"] is True
-    sessions = journal.sessionmaker(hub.engine)
+    sessions = sessionmaker(hub.engine)
     with sessions.begin() as session:
         session.execute(update(journal.LedgerRow).where(journal.LedgerRow.seq == 2)
                         .values(kind="rejected"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import sessionmaker
 
 from tests.hub_support import running_hub
 from vdx import audit, journal, model
@@ -118,11 +119,11 @@ def test_ledger_is_complete_and_tamper_evident(hub):
     h41.inbox(1)
     g22.inbox(2)
     verify_sig = make_hash_verifier(hub.admin.hub_certificate())
-    sessions = journal.sessionmaker(hub.engine)
+    sessions = sessionmaker(hub.engine)
     with sessions() as session:
         report = audit.verify_ledger(session, verify_sig)
         assert report.intact and report.entries >= 2
-        receipts_count = session.scalar(journal.select(journal.func.count())
+        receipts_count = session.scalar(select(func.count())
                                          .select_from(journal.ReceiptRow))
         assert report.entries == receipts_count  # every receipt is in the ledger
         target = session.scalars(select(journal.LedgerRow).order_by(journal.LedgerRow.seq)

@@ -11,6 +11,8 @@ from collections import Counter
 
 import pika
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from tests.hub_support import running_hub
 from vdx import audit, journal, provision
@@ -102,7 +104,7 @@ def _wait_for_workers(parent: int, n: int, timeout: float = 30) -> list[int]:
 
 
 def _ledger_intact(hub) -> audit.AuditReport:
-    with journal.sessionmaker(hub.engine)() as session:
+    with sessionmaker(hub.engine)() as session:
         return audit.verify_ledger(session, make_hash_verifier(hub.admin.hub_certificate()))
 
 
@@ -163,8 +165,8 @@ def test_sigkill_and_broker_restart_lose_and_duplicate_nothing(hub, record_prope
         assert proc.wait(timeout=60) == 0
         report = _ledger_intact(hub)
         assert report.intact, report.problems[:3]
-        with journal.sessionmaker(hub.engine)() as session:
-            receipts = Counter(session.scalars(journal.select(journal.ReceiptRow.kind)))
+        with sessionmaker(hub.engine)() as session:
+            receipts = Counter(session.scalars(select(journal.ReceiptRow.kind)))
         assert receipts["delivered"] >= 2 * total and receipts["accepted"] >= total
         figures = {"sent": total, "kills": kills, "broker_restarts": 1,
                    "delivered_raw": {c: n for c, (n, _) in seen.items()},
