@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -28,8 +29,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _LineHandler(logging.Handler):
+    """Writes each record with ONE write(2): worker processes share stderr (often a file
+    opened for append), and a buffered stream would split long lines between them."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            os.write(self.fd, line)
+        except Exception:  # a log line must never take the worker down
+            self.handleError(record)
+
+
 def configure(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    sys.stderr.flush()
+    handler = _LineHandler(sys.stderr.fileno())
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

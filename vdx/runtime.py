@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from lxml import etree
 from sqlalchemy.orm import Session
 
-from . import journal, pki, registry
+from . import gateway, journal, pki, registry
 from .admin import HubConfig
 from .hub import HubServices
 from .ledger import make_hash_signer, make_hash_verifier
@@ -32,9 +32,13 @@ class RegistryView:
 
     session: Session
     verifier: Verifier
+    gateway_user: str | None = None  # the VXP gateway's broker account, if it may publish
 
     def node_status(self, code: str) -> str | None:
         return registry.node_status(self.session, code)
+
+    def may_publish_for(self, user_id: str, sender: str) -> bool:
+        return user_id == self.gateway_user and gateway.serves(self.session, sender)
 
     def known_document(self, sender: str, document_id: str) -> KnownDocument | None:
         return journal.known_document(self.session, sender, document_id)
@@ -66,7 +70,8 @@ def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -
         return sign_receipt(receipt, keys.signer.sign_receipt)
 
     return HubServices(
-        view=lambda session: RegistryView(session, verifier),
+        view=lambda session: RegistryView(session, verifier,
+                                          gateway.gateway_user(config.broker.vhost)),
         make_receipt=make_receipt,
         sign_hash=sign_hash,
     )
@@ -101,6 +106,9 @@ def run_hub(config: HubConfig, *, workers: int, prefetch: int, hub_id: str,
     import signal
     import time
 
+    from . import logs
+
+    logs.configure()
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
