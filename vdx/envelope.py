@@ -130,8 +130,13 @@ def identifier_problems(package: Package) -> list[Problem]:
     return problems
 
 
-def from_tree(tree: etree._ElementTree) -> Package:
-    """Turn a schema-valid tree into model values (raises on semantic contradictions)."""
+def from_tree(tree: etree._ElementTree, *, attachment_data: bool = True) -> Package:
+    """Turn a schema-valid tree into model values (raises on semantic contradictions).
+
+    With ``attachment_data=False`` the manifest is still checked against the attachments
+    but their content is not decoded (``Attachment.data`` is empty): the hub routes the
+    package's bytes unchanged and never needs it.
+    """
     root = tree.getroot()
     header = _req(_req(root, "edXMLEnvelope"), "edXMLHeader")
     message = _req(header, "MessageHeader")
@@ -190,7 +195,7 @@ def from_tree(tree: etree._ElementTree) -> Package:
         steering_type=_opt_int(message, "SteeringType"),
         trace=trace,
         business=None if business is None else _business(business),
-        attachments=_attachments(root),
+        attachments=_attachments(root, attachment_data),
         manifest_version=_manifest_version(root),
     )
 
@@ -258,7 +263,7 @@ def _manifest_version(root: etree._Element) -> str:
     return "1.0" if manifest is None else manifest.get("version", "1.0")
 
 
-def _attachments(root: etree._Element) -> tuple[Attachment, ...]:
+def _attachments(root: etree._Element, decode: bool = True) -> tuple[Attachment, ...]:
     manifest = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLBody/{_NS}edXMLManifest")
     listed = [] if manifest is None else [
         (ManifestReference(_text(r, "ContentId"), _text(r, "ContentType"),
@@ -269,7 +274,8 @@ def _attachments(root: etree._Element) -> tuple[Attachment, ...]:
     attachments = []
     for el in [] if encoded is None else _children(encoded, "Attachment"):
         try:
-            data = binascii.a2b_base64(_req(el, "ContentTransferEncoded").text or "")
+            content = _req(el, "ContentTransferEncoded")
+            data = binascii.a2b_base64(content.text or "") if decode else b""
         except binascii.Error as exc:
             raise EnvelopeError("envelope.bad_attachment", f"not base64: {exc}",
                                 line=el.sourceline, path=element_path(el)) from exc

@@ -74,7 +74,7 @@ def verify_signature(tree: etree._ElementTree, verify: SignatureCheck) -> etree.
 
 
 def read_package(signed_tree: etree._ElementTree) -> Package:
-    package = envelope.from_tree(signed_tree)
+    package = envelope.from_tree(signed_tree, attachment_data=False)
     for problem in envelope.identifier_problems(package):
         raise EnvelopeError(problem.code, problem.message, path=problem.path)
     return package
