@@ -20,9 +20,13 @@ class MemoryDirectory:
     nodes: dict[str, str] = field(default_factory=lambda: {G22: "active", H41: "active",
                                                            H49: "active", H14: "suspended"})
     documents: dict[tuple[str, str], KnownDocument] = field(default_factory=dict)
+    delegates: dict[str, set[str]] = field(default_factory=dict)  # user -> senders
 
     def node_status(self, code):
         return self.nodes.get(code)
+
+    def may_publish_for(self, user_id, sender):
+        return sender in self.delegates.get(user_id, set())
 
     def known_document(self, sender, document_id):
         return self.documents.get((sender, document_id))
@@ -66,6 +70,16 @@ def test_new_document_goes_to_each_recipient_once(directory):
 @pytest.mark.parametrize("user_id", [H41, None, "guest"])
 def test_publishing_under_another_name_is_refused(directory, user_id):
     assert code_of(lambda: route(document(), user_id, directory)) == "routing.sender_mismatch"
+
+
+def test_the_gateway_account_may_publish_only_for_the_nodes_it_serves(directory):
+    directory.delegates["vdx.gateway"] = {G22}
+    assert route(document(), "vdx.gateway", directory).recipients == (H41, H49)
+    assert code_of(lambda: route(status(H41, "03"), "vdx.gateway", directory)) == \
+        "routing.sender_mismatch"
+    directory.nodes[G22] = "suspended"  # a delegate does not lift the sender's own rules
+    assert code_of(lambda: route(document(), "vdx.gateway", directory)) == \
+        "registry.node_suspended"
 
 
 def test_suspended_unknown_or_revoked_sender(directory):

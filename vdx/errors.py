@@ -153,6 +153,32 @@ _define("ledger.broken_link", "a ledger entry does not follow the entry before i
 _define("ledger.truncated", "the ledger no longer reaches its recorded head",
         "sổ cái không còn tới mục cuối đã ghi nhận")
 
+# -- gateway: the VXP-compatible HTTP gateway (adapters/gateway) and its systems --------
+_define("gateway.unknown_system", "the connected system is not registered",
+        "hệ thống kết nối chưa được đăng ký")
+_define("gateway.duplicate_system", "the connected system is already registered",
+        "hệ thống kết nối đã được đăng ký")
+_define("gateway.bad_signature", "the request signature (hash-header) does not verify",
+        "chữ ký yêu cầu (hash-header) không hợp lệ")
+_define("gateway.header_mismatch", "a signed header differs from the header sent",
+        "tiêu đề đã ký khác với tiêu đề được gửi")
+_define("gateway.stale_request", "the request timestamp is outside the allowed window",
+        "thời điểm yêu cầu nằm ngoài khoảng thời gian cho phép")
+_define("gateway.replayed_request", "this signed request was already received",
+        "yêu cầu đã ký này đã được nhận trước đó")
+_define("gateway.not_your_node", "the connected system does not serve this agency",
+        "hệ thống kết nối không phục vụ cơ quan này")
+_define("gateway.bad_request", "a parameter of the request is missing or invalid",
+        "tham số của yêu cầu bị thiếu hoặc không hợp lệ")
+_define("gateway.hash_mismatch", "hash-file does not match the package sent",
+        "hash-file không khớp với gói tin được gửi")
+_define("gateway.unknown_document", "no such document in this system's mailbox",
+        "không có văn bản này trong hộp thư của hệ thống")
+_define("gateway.not_supported", "this operation is an administrator's action on this hub",
+        "thao tác này do quản trị viên của trục thực hiện")
+_define("gateway.bad_key", "the gateway cannot sign with this key and certificate",
+        "cổng kết nối không thể ký bằng khóa và chứng thư này")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -218,11 +244,16 @@ class LedgerError(VdxError):
     family = "ledger"
 
 
+class GatewayError(VdxError):
+    family = "gateway"
+
+
 FAMILIES: dict[str, type[VdxError]] = {
     cls.family: cls
     for cls in (EnvelopeError, SignatureError, RegistryError, RoutingError, TransportError)
 }
 FAMILIES[LedgerError.family] = LedgerError
+FAMILIES[GatewayError.family] = GatewayError
 
 
 def error_for(code: str, message: str | None = None, **where: int | str | None) -> VdxError:

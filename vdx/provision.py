@@ -385,3 +385,39 @@ def close_connections(api: ManagementApi, user: str) -> None:
     interval (5 s) and would miss one opened just before a password reset.
     """
     api.delete(f"connections/username/{_q(user)}")
+
+
+# ------------------------------------------------------------------ the VXP gateway
+
+
+def gateway_permissions(codes: list[str] | tuple[str, ...]) -> Permissions:
+    """The VXP gateway's account: write ``vdx.submit``, read the inboxes of the nodes its
+    connected systems serve (``codes``), declare nothing. With no node it reads nothing."""
+    queues = "|".join(re.escape(inbox_queue(code)) for code in sorted(set(codes)))
+    return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
+                       read=f"^({queues})$" if queues else "^$")
+
+
+def provision_gateway(api: ManagementApi, vhost: str, user: str, codes: list[str] | tuple[str, ...],
+                      *, new_password: bool = False) -> Credentials | None:
+    """Give the gateway account ``user`` exactly :func:`gateway_permissions` for ``codes``;
+    idempotent. Returns fresh :class:`Credentials` when the account had to be created or
+    ``new_password`` asks for one (the old password stops working), else ``None``.
+
+    The hub accepts this account's packages only for nodes a connected system serves
+    (:func:`vdx.gateway.serves`), so the name must be the one :func:`vdx.gateway.gateway_user`
+    gives for ``vhost``.
+    """
+    exists = account_exists(api, user)
+    credentials = None
+    if new_password or not exists:
+        password = secrets.token_urlsafe(24)
+        api.put(f"users/{_q(user)}", {"password": password, "tags": ""})
+        credentials = Credentials(user, password, vhost, api.settings.amqp_host,
+                                  api.settings.amqp_port)
+    perms = gateway_permissions(codes)
+    api.put(f"permissions/{_q(vhost)}/{_q(user)}",
+            {"configure": perms.configure, "write": perms.write, "read": perms.read})
+    if credentials is not None and exists:
+        close_connections(api, user)
+    return credentials

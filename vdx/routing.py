@@ -5,7 +5,8 @@ recipients that get a delivery. The facts it needs (node status, earlier documen
 through the small :class:`Directory` interface, so the rules test without a database.
 
 Rules (DESIGN.md, issue 5):
-- the broker-validated AMQP ``user_id`` must be the package's sender;
+- the broker-validated AMQP ``user_id`` must be the package's sender, or the VXP
+  gateway's account for a sender one of its connected systems serves;
 - the sender must be active, every recipient registered and active;
 - a new document goes to each ``To`` once;
 - revoke, update, replace (business types 1–3) and recall (status 13) may come only from
@@ -41,6 +42,10 @@ class Directory(Protocol):
     def known_document(self, sender: str, document_id: str) -> KnownDocument | None:
         """The document ``document_id`` that ``sender`` sent earlier, if any."""
 
+    def may_publish_for(self, user_id: str, sender: str) -> bool:
+        """Whether broker user ``user_id``, not ``sender`` itself, may publish ``sender``'s
+        packages: the VXP gateway's account, for the nodes its connected systems serve."""
+
 
 @dataclass(frozen=True)
 class Route:
@@ -63,7 +68,9 @@ def route(package: Package, user_id: str | None, directory: Directory) -> Route:
 
 
 def authorise_sender(sender: str, user_id: str | None, directory: Directory) -> None:
-    if user_id != sender:
+    # The broker guarantees user_id is the account that published; only the sender's own
+    # account or a delegate the directory names (the VXP gateway) may publish for it.
+    if user_id != sender and not (user_id and directory.may_publish_for(user_id, sender)):
         raise RoutingError(
             "routing.sender_mismatch",
             f"published by {user_id or 'an unnamed user'} but the package is from {sender}",

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from alembic import context
 
-from vdx import journal, store
+from vdx import gateway, journal, store
 
 # Every module that defines tables on store.Base must be imported here for
 # ``alembic revision --autogenerate`` to see its tables (upgrades do not need it).
 target_metadata = store.Base.metadata
 assert journal.DocumentRow.__table__.metadata is target_metadata
+assert gateway.GatewaySystemRow.__table__.metadata is target_metadata
 
 
 def run_migrations() -> None:

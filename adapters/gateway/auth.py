@@ -1,0 +1,259 @@
+"""Authentication of VXP SDK requests, as pure functions (no HTTP framework, no database).
+
+The public VXP Java SDK signs every request the same way (``VXP_GATEWAY.md``): it puts
+each call parameter in an ``XroadVnpt-<name>`` header, lists the signed names in
+``XroadVnpt-sign-header-key``, writes those headers as one JSON object in
+``XroadVnpt-sign-header`` and sends ``XroadVnpt-hash-header``, the hex HMAC-SHA256 of that
+exact JSON string keyed with the system's secret. So the gateway:
+
+1. reads the system id and looks up its secret (the caller does that: it is IO);
+2. recomputes the HMAC over the exact ``sign-header`` string and compares in constant
+   time (:func:`authenticate`);
+3. checks that ``sign-header-key`` names exactly the signed JSON's keys, and that every
+   signed header was also sent with the same value;
+4. refuses a timestamp outside the replay window (replayed signatures inside it are the
+   caller's to refuse: that needs a store).
+
+Everything the operations read afterwards comes from :attr:`SignedRequest.params`, the
+signed values only: a parameter header that was sent but not signed is ignored.
+
+Quirks of the SDK this module accepts on purpose:
+
+- the timestamp ``ddMMyyyy'T'HHmmss+SSSS`` carries no time zone (``+SSSS`` is the
+  milliseconds, zero-padded to four digits): it is the client's local time, read here in
+  the gateway's zone (Vietnam time by default);
+- ``hash-file`` is the SHA-256 of the package with each byte written as hex *without*
+  zero padding (``Integer.toHexString``), :func:`sdk_hash_file`;
+- the SDK writes the package and then ``\\r\\n`` into the request body, so the body is
+  one CRLF longer than the file it hashed: :func:`package_from_body` takes the bytes that
+  ``hash-file`` names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+
+from vdx.errors import GatewayError
+
+PREFIX = "XroadVnpt-"
+SDK_VERSION = "3.0.201608"
+SDK_USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
+SYSTEM_ID = PREFIX + "systemid"
+SIGN_HEADER = PREFIX + "sign-header"
+SIGN_HEADER_KEY = PREFIX + "sign-header-key"
+HASH_HEADER = PREFIX + "hash-header"
+# Headers the SDK adds outside the signature; never parameters.
+_UNSIGNED = {h.lower() for h in (SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER, PREFIX + "version")}
+_TIMESTAMP = re.compile(r"(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})")
+_HEX = re.compile(r"[0-9a-fA-F]{64}")
+MAX_SIGN_HEADER = 64 * 1024  # far above any real request; the JSON is parsed only below it
+
+
+@dataclass(frozen=True)
+class AuthHeaders:
+    """The authentication headers of one request, as sent (not yet checked)."""
+
+    system_id: str
+    sign_header: str
+    sign_header_key: str
+    hash_header: str
+    sent: Mapping[str, str] = field(repr=False)  # every XroadVnpt-* header, lower-case name
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request whose signature verified: who sent it, when, and its signed parameters.
+
+    ``params`` maps parameter names as the SDK signed them (without the prefix) to their
+    values; :meth:`param` looks one up ignoring case, as HTTP header names are.
+    """
+
+    system_id: str
+    timestamp: datetime
+    signature: str
+    params: Mapping[str, str]
+
+    def param(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.params.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+
+def read_auth_headers(headers: Iterable[tuple[str, str]]) -> AuthHeaders:
+    """Collect the ``XroadVnpt-*`` headers; refuse a request that lacks the signature.
+
+    ``headers`` are (name, value) pairs as received (values decoded as ISO-8859-1, which
+    is what HTTP carries). A header sent twice with different values is refused: which
+    one was signed would be ambiguous.
+    """
+    raw: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if not key.startswith(PREFIX.lower()):
+            continue
+        if key in raw and raw[key] != value:
+            raise GatewayError("gateway.bad_request", f"header {name} was sent twice")
+        raw[key] = value
+    missing = [h for h in (SYSTEM_ID, SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER)
+               if not raw.get(h.lower())]
+    if SYSTEM_ID in missing:
+        raise GatewayError("gateway.unknown_system", f"the request has no {SYSTEM_ID} header")
+    if missing:
+        raise GatewayError("gateway.bad_signature",
+                           f"the request is not signed: {', '.join(missing)} missing")
+    sent = {key: _as_text(value) for key, value in raw.items()}
+    # The signature is checked over the header exactly as received, not as re-decoded.
+    return AuthHeaders(sent[SYSTEM_ID.lower()], raw[SIGN_HEADER.lower()],
+                       sent[SIGN_HEADER_KEY.lower()], sent[HASH_HEADER.lower()], sent)
+
+
+def authenticate(auth: AuthHeaders, secret: str, *, now: datetime, window: timedelta,
+                 zone: tzinfo) -> SignedRequest:
+    """Verify ``auth`` with the system's ``secret``; return the signed request.
+
+    Raises :class:`GatewayError`: ``gateway.bad_signature``, ``gateway.header_mismatch``,
+    ``gateway.stale_request`` or ``gateway.bad_request``.
+    """
+    if not _hmac_matches(secret, auth.sign_header, auth.hash_header):
+        raise GatewayError("gateway.bad_signature",
+                           "XroadVnpt-hash-header is not the HMAC-SHA256 of "
+                           "XroadVnpt-sign-header with this system's secret")
+    signed = _signed_headers(auth.sign_header)
+    names = [n for n in auth.sign_header_key.split(";") if n]
+    if sorted(n.lower() for n in names) != sorted(k[len(PREFIX):].lower() for k in signed):
+        raise GatewayError("gateway.header_mismatch",
+                           "XroadVnpt-sign-header-key does not name exactly the headers of "
+                           "XroadVnpt-sign-header")
+    for key, value in signed.items():
+        if auth.sent.get(key.lower()) != value:
+            raise GatewayError("gateway.header_mismatch",
+                               f"header {key} differs from its signed value")
+    params = {key[len(PREFIX):]: value for key, value in signed.items()}
+    if _lookup(params, "systemid") != auth.system_id:
+        raise GatewayError("gateway.header_mismatch", "the signed system id is another one")
+    stamp = _lookup(params, "timestamp")
+    if stamp is None:
+        raise GatewayError("gateway.bad_signature", "the timestamp is not signed")
+    timestamp = parse_timestamp(stamp, zone)
+    if abs(now - timestamp) > window:
+        raise GatewayError(
+            "gateway.stale_request",
+            f"timestamp {stamp} is {_age(now - timestamp)} from the gateway's clock; requests "
+            f"are accepted within {int(window.total_seconds())} s (the VXP SDK fixes its "
+            f"timestamp when a service object is created: create one per call or poll)")
+    return SignedRequest(auth.system_id, timestamp, auth.hash_header.lower(), params)
+
+
+def _hmac_matches(secret: str, sign_header: str, hash_header: str) -> bool:
+    if not _HEX.fullmatch(hash_header):
+        return False
+    expected = hash_header.lower().encode("ascii")
+    # HTTP carries header bytes; they arrive decoded as ISO-8859-1. The SDK hashed the
+    # UTF-8 of its Java string: a Java client sends non-ASCII characters up to U+00FF as
+    # those single bytes, other clients send UTF-8. Both readings are tried, in constant
+    # time each, and the secret never leaves this function.
+    raw = sign_header.encode("latin-1", errors="replace")
+    candidates = {raw, sign_header.encode("utf-8")}
+    ok = False
+    for message in candidates:
+        digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+        ok |= hmac.compare_digest(digest.encode("ascii"), expected)
+    return ok
+
+
+def _signed_headers(sign_header: str) -> dict[str, str]:
+    if len(sign_header) > MAX_SIGN_HEADER:
+        raise GatewayError("gateway.bad_request", "XroadVnpt-sign-header is too large")
+
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        seen: dict[str, object] = {}
+        for key, value in pairs:
+            if key.lower() in {k.lower() for k in seen}:
+                raise ValueError(f"{key} appears twice")
+            seen[key] = value
+        return seen
+
+    try:
+        decoded = json.loads(_as_text(sign_header), object_pairs_hook=no_duplicates)
+    except ValueError as exc:
+        raise GatewayError("gateway.bad_request",
+                           f"XroadVnpt-sign-header is not a JSON object ({exc})") from exc
+    if not isinstance(decoded, dict) or not all(
+            isinstance(k, str) and k.lower().startswith(PREFIX.lower())
+            and k.lower() not in _UNSIGNED and isinstance(v, str)
+            for k, v in decoded.items()):
+        raise GatewayError("gateway.bad_request",
+                           "XroadVnpt-sign-header must map XroadVnpt-* names to strings")
+    return decoded
+
+
+def _as_text(value: str) -> str:
+    # Undo ISO-8859-1 decoding of UTF-8 header bytes when that is what they were.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _lookup(params: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in params.items() if k.lower() == name), None)
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(abs(delta.total_seconds()))
+    return f"{seconds} s {'behind' if delta.total_seconds() > 0 else 'ahead of'}"
+
+
+# ------------------------------------------------------------------ the SDK's formats
+
+
+def format_timestamp(moment: datetime, zone: tzinfo) -> str:
+    """``moment`` as the SDK writes it: ``ddMMyyyy'T'HHmmss+SSSS`` in ``zone``."""
+    local = moment.astimezone(zone)
+    return f"{local:%d%m%Y}T{local:%H%M%S}+{local.microsecond // 1000:04d}"
+
+
+def parse_timestamp(text: str, zone: tzinfo) -> datetime:
+    """The aware time of an SDK timestamp read in ``zone``; ``gateway.bad_request``."""
+    match = _TIMESTAMP.fullmatch(text)
+    if match:
+        day, month, year, hour, minute, second, millis = (int(g) for g in match.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=zone)
+        except ValueError:
+            pass
+    raise GatewayError("gateway.bad_request",
+                       f"timestamp {text!r} is not in the form ddMMyyyy'T'HHmmss+SSSS")
+
+
+def sdk_hash_file(data: bytes) -> str:
+    """SHA-256 of ``data`` as the SDK writes ``hash-file``: each byte in hex without zero
+    padding (0x05 is ``5``, 0x0d is ``d``)."""
+    return "".join(format(b, "x") for b in hashlib.sha256(data).digest())
+
+
+def package_from_body(body: bytes, hash_file: str) -> bytes:
+    """The package in a ``sendEdoc`` body, as named by its ``hash-file``.
+
+    Accepts the SDK's unpadded hex and ordinary (padded) hex, over the body as is or
+    without the CRLF the SDK appends after the file. Raises ``gateway.hash_mismatch``.
+    """
+    wanted = hash_file.strip().lower().encode("ascii", errors="replace")
+    candidates = [body]
+    if body.endswith(b"\r\n"):
+        candidates.append(body[:-2])
+    for candidate in candidates:
+        for form in (sdk_hash_file(candidate), hashlib.sha256(candidate).hexdigest()):
+            if hmac.compare_digest(form.encode("ascii"), wanted):
+                return candidate
+    raise GatewayError("gateway.hash_mismatch",
+                       f"hash-file {hash_file[:80]!r} is not the SHA-256 of the "
+                       f"{len(body):,}-byte body (with or without its final CRLF)")

@@ -1,0 +1,140 @@
+"""The administrator's side of the gateway: connected systems, signing keys, its account.
+
+What ``vdx gateway add-system / systems / remove-system / sign-for`` do, in the order
+:class:`vdx.admin.Admin` keeps the database and the broker consistent: validate and flush
+first (every refusal happens before the broker is touched), then change the broker, then
+commit. A broker failure rolls the database back; running the same command again repairs
+a half-done one.
+
+The gateway's broker account (:func:`vdx.gateway.gateway_user`) is created with the first
+system and its rights follow the set of served nodes: read exactly their inboxes, write
+``vdx.submit``. Its password is written once, when the account is created, to a 0600
+credentials file that ``vdx gateway run`` reads; ``vdx gateway credentials --reset``
+issues a new one (a running gateway must then be restarted).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from vdx import gateway, pki, provision, registry, store
+from vdx.admin import Admin
+from vdx.errors import GatewayError
+from vdx.provision import Credentials
+
+CREDENTIALS_FILE = "gateway-broker.json"
+
+
+def default_credentials_file() -> Path:
+    """``$VDX_HOME/gateway-broker.json``: where ``add-system`` writes the account's
+    password and ``gateway run`` reads it."""
+    return store.vdx_home() / CREDENTIALS_FILE
+
+
+@dataclass(frozen=True)
+class NewSystem:
+    """What ``add-system`` shows once: the system, its secret and, when the gateway's
+    broker account was created, where its password was written (``credentials_missing``
+    names the file when the account exists but that file does not: reset it)."""
+
+    system: gateway.System
+    secret: str
+    credentials_written: Path | None = None
+    credentials_missing: Path | None = None
+
+
+def add_system(admin: Admin, system_id: str, nodes: tuple[str, ...], *,
+               credentials_file: Path | None = None, sign_key: Path | None = None,
+               sign_cert: Path | None = None) -> NewSystem:
+    """Register ``system_id`` for ``nodes``; returns its secret (shown once).
+
+    ``sign_key``/``sign_cert`` (only with a single node) let the gateway sign that node's
+    unsigned packages, as :func:`sign_for` does.
+    """
+    if (sign_key is None) != (sign_cert is None):
+        raise GatewayError("gateway.bad_key", "give both --sign-with-key and --cert")
+    if sign_key is not None and len(set(nodes)) != 1:
+        raise GatewayError("gateway.bad_key", "--sign-with-key needs exactly one --node; use "
+                                              "`vdx gateway sign-for CODE` for each node")
+    secret = secrets.token_urlsafe(32)  # 256 bits; the SDK sends it as an HMAC key
+    target = credentials_file or default_credentials_file()
+    with admin.transaction() as session:
+        system = gateway.create_system(session, system_id, tuple(nodes),
+                                       gateway.seal_secret(secret), actor=admin.config.actor)
+        if sign_key is not None:
+            _configure_signer(session, admin, nodes[0], sign_key, sign_cert)
+        credentials = _sync_account(admin, session)
+        written = provision.write_credentials(target, credentials) if credentials else None
+    missing = None if written or target.exists() else target
+    return NewSystem(system, secret, written, missing)
+
+
+def reset_credentials(admin: Admin, credentials_file: Path | None = None) -> Path:
+    """A new password for the gateway's broker account, written to ``credentials_file``
+    (default :func:`default_credentials_file`); the old one stops working at once."""
+    target = credentials_file or default_credentials_file()
+    with admin.transaction() as session:
+        credentials = _sync_account(admin, session, new_password=True)
+        assert credentials is not None
+        return provision.write_credentials(target, credentials)
+
+
+def remove_system(admin: Admin, system_id: str) -> gateway.System:
+    """Remove ``system_id``: its secret stops working at once; the gateway stops draining
+    the inboxes of nodes no other system serves (their mailbox rows stay)."""
+    with admin.transaction() as session:
+        system = gateway.delete_system(session, system_id, actor=admin.config.actor)
+        _sync_account(admin, session)
+    return system
+
+
+def list_systems(admin: Admin) -> tuple[gateway.System, ...]:
+    with admin.transaction() as session:
+        return gateway.list_systems(session)
+
+
+def sign_for(admin: Admin, code: str, key: Path, cert: Path) -> gateway.SignerConfig:
+    """Let the gateway sign ``code``'s unsigned packages with this key and certificate.
+
+    The files stay where they are (the database keeps their absolute paths); the key must
+    be readable by its owner only, belong to the certificate, and the certificate must be
+    the one registered for ``code`` now, or the hub would refuse every signature.
+    """
+    with admin.transaction() as session:
+        return _configure_signer(session, admin, code, key, cert)
+
+
+def stop_signing(admin: Admin, code: str) -> bool:
+    with admin.transaction() as session:
+        return gateway.clear_signer(session, code, actor=admin.config.actor)
+
+
+def _configure_signer(session, admin: Admin, code: str, key: Path,
+                      cert: Path | None) -> gateway.SignerConfig:
+    from .service import load_signer
+
+    assert cert is not None
+    key, cert = Path(key).expanduser().resolve(), Path(cert).expanduser().resolve()
+    signer = load_signer(str(key), str(cert))
+    if pki.agency_code_of(signer.certificate) != code:
+        raise GatewayError("gateway.bad_key",
+                           f"{cert} was issued to {pki.agency_code_of(signer.certificate)}, "
+                           f"not {code}")
+    current = [c for c in registry.certificate_history(session, code)
+               if c.status == registry.CURRENT]
+    if not current or current[0].fingerprint != registry.fingerprint_of(signer.certificate):
+        raise GatewayError("gateway.bad_key",
+                           f"{cert} is not {code}'s current registered certificate; the hub "
+                           f"would refuse every package signed with it (`vdx node show {code}`)")
+    return gateway.set_signer(session, code, str(key), str(cert), actor=admin.config.actor)
+
+
+def _sync_account(admin: Admin, session, *, new_password: bool = False,
+                  ) -> Credentials | None:
+    """Give the gateway account rights for exactly the nodes served now (created, with a
+    password, if missing)."""
+    session.flush()
+    return provision.provision_gateway(admin.api, admin.vhost, gateway.gateway_user(admin.vhost),
+                                       gateway.served_nodes(session), new_password=new_password)
