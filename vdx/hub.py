@@ -38,7 +38,8 @@ from .journal import DeliveryRow, DocumentRow, OutboxRow, ReceiptRow, utcnow
 from .model import DocumentPackage, StatusPackage
 from .pipeline import Admitted, admit
 from .receipts import Receipt
-from .xmlsafe import ParseLimits
+from .verify import claimed_sender
+from .xmlsafe import ParseLimits, parse_untrusted
 
 log = logging.getLogger("vdx.hub")
 
@@ -306,10 +307,25 @@ class HubWorker:
                 error: VdxError) -> list[OutboxRow]:
         log.info("rejected", extra={"event": "rejected", "code": error.code,
                                     "user": message.user_id})
-        if not message.user_id or view.node_status(message.user_id) is None:
+        addressee = self._addressee(view, message)
+        if addressee is None:
             return []  # no registered node to tell
         return [self._receipt(session, Receipt.rejected(
-            self.config.hub_id, message.user_id, error, _sha256(message.body)))]
+            self.config.hub_id, addressee, error, _sha256(message.body)))]
+
+    def _addressee(self, view, message: Incoming) -> str | None:
+        """Who is told of a refusal: the publishing node, or, when a trusted adapter (the
+        gateway) published for a node it serves, that node."""
+        user = message.user_id
+        if not user:
+            return None
+        if view.node_status(user) is not None:
+            return user
+        try:
+            sender = claimed_sender(parse_untrusted(message.body, self.config.limits))
+        except VdxError:
+            return None
+        return sender if sender and view.may_publish_for(user, sender) else None
 
     def _poison(self, session: Session, message: Incoming) -> list[OutboxRow]:
         error = TransportError("transport.poison",
