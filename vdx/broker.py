@@ -220,7 +220,8 @@ class AsyncChannel:
         self._on_returned(props.message_id)
 
     def _channel_closed(self, reason) -> None:
-        log.warning("channel closed: %s", reason)
+        if not self._closing:
+            log.warning("channel closed: %s", reason)
         if self._connection is not None and self._connection.is_open:
             self._connection.close()
 

@@ -1,0 +1,277 @@
+"""The Python SDK (vdx.client) through the real hub and broker, and its receipt checks."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from datetime import date
+
+import pika
+import pytest
+
+from tests.hub_support import Agency, Hub, running_hub
+from vdx import build, model, pki, provision
+from vdx.client import NodeClient, SignedReceipt
+from vdx.errors import SignatureError, TransportError
+from vdx.inbound import verify_receipt
+from vdx.receipts import Receipt, build_receipt, parse_receipt, sign_receipt
+from vdx.signing import Signer
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with running_hub("sqlite", tmp_path_factory.mktemp("client"), agencies=()) as h:
+        yield h
+
+
+def pair(hub: Hub) -> tuple[Agency, Agency]:
+    """Two fresh agencies: each test gets inboxes nobody else uses."""
+    n = next(_numbers)
+    return hub.add_agency(f"S{n:02d}"), hub.add_agency(f"R{n:02d}")
+
+
+def client_for(hub: Hub, agency: Agency, **options) -> NodeClient:
+    return NodeClient(agency.amqp_url, agency.code, signer=agency.signer, trust=hub.pki.trust,
+                      hub_certificate=hub.admin.hub_certificate(), **options)
+
+
+def document_value(sender: str, *to: str) -> model.DocumentPackage:
+    return model.DocumentPackage(
+        sender=model.Organization(sender), recipients=tuple(model.Organization(t) for t in to),
+        document_id=f"{sender},2026/11/22,{next(_numbers)}/SDK", code=model.Code("7", "SDK"),
+        promulgation=model.PromulgationInfo("Hà Nội", date(2026, 11, 22)),
+        document_type=model.DocumentType(1, "Công văn"), subject="Thử nghiệm SDK",
+        signer=model.SignerInfo("Nguyễn Văn A"))
+
+
+def take_receipts(client: NodeClient, count: int, timeout: float = 15.0) -> list[SignedReceipt]:
+    got: list[SignedReceipt] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += client.receipts(timeout=0.2)
+    assert len(got) == count, [r.receipt.kind for r in got]
+    return got
+
+
+def hub_channel(hub: Hub):
+    """The hub's own (administrator) channel on the test vhost: it may publish to
+    vdx.deliver, which no node may, to play a hub that republishes or misbehaves."""
+    connection = pika.BlockingConnection(pika.URLParameters(hub.amqp_url))
+    return connection, connection.channel()
+
+
+def publish_delivery(hub: Hub, recipient: str, body: bytes, *, sender: str,
+                     delivery_id: str) -> None:
+    connection, channel = hub_channel(hub)
+    try:
+        channel.basic_publish(provision.DELIVER_EXCHANGE, recipient, body, pika.BasicProperties(
+            delivery_mode=2, message_id=delivery_id, type="edxml.document", headers={
+                "x-vdx-delivery-id": delivery_id, "x-vdx-sender": sender,
+                "x-vdx-kind": "document", "x-vdx-hub": "test-hub"}))
+    finally:
+        connection.close()
+
+
+def ready_messages(hub: Hub, queue: str) -> int:
+    connection, channel = hub_channel(hub)
+    try:
+        return channel.queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+# ----------------------------------------------------------------------------- sending
+
+
+def test_a_value_is_built_signed_sent_and_accepted(hub):
+    a, b = pair(hub)
+    with client_for(hub, a) as client:
+        submission = client.send(document_value(a.code, b.code))
+        assert submission.confirmed and submission.kind == "document"
+        receipt = client.wait_for_receipt(submission, timeout=10)
+        assert receipt.kind == "accepted"
+        assert receipt.package_sha256 == submission.sha256
+        assert receipt.document_id == submission.document_id
+        # wait_for_receipt only looks: receipts() still hands out every receipt, once
+        got = take_receipts(client, 2)
+        assert sorted(r.receipt.kind for r in got) == ["accepted", "delivered"]
+        assert all(r.hub_verified for r in got)
+        assert list(client.receipts(timeout=0.3)) == []
+
+
+def test_a_tampered_package_gets_a_rejected_receipt_with_its_reason(hub):
+    a, b = pair(hub)
+    body = a.document(b.code).replace("Thử nghiệm trục".encode(), "Đã bị sửa".encode())
+    with client_for(hub, a) as client:
+        receipt = client.wait_for_receipt(client.send(body), timeout=10)
+    assert receipt.kind == "rejected"
+    assert receipt.error_code == "signature.digest_mismatch"
+    assert receipt.rejection.message_vi  # the catalogue's Vietnamese summary travels too
+    assert b.drain() == []
+
+
+def test_send_many_pipelines_and_keeps_receipts_for_later_callers(hub):
+    a, b = pair(hub)
+    with client_for(hub, a) as client:
+        submissions = client.send_many([a.document(b.code) for _ in range(60)])
+        assert all(s.confirmed for s in submissions)
+        # Waiting for the last one first: the others' receipts arrive meanwhile and
+        # must still be there for their own callers.
+        for submission in reversed(submissions):
+            assert client.wait_for_receipt(submission, timeout=20).kind == "accepted"
+    assert len({s.message_id for s in submissions}) == 60
+
+
+def test_the_client_reconnects_and_sends_after_losing_its_connection(hub):
+    a, b = pair(hub)
+    with client_for(hub, a) as client:
+        client.wait_for_receipt(client.send(a.document(b.code)), timeout=10)
+        provision.close_connections(hub.admin.api, a.code)
+        submission = client.send(a.document(b.code))
+        assert client.wait_for_receipt(submission, timeout=15).kind == "accepted"
+
+
+def test_connection_refusals_are_clear_and_fast(hub):
+    a, _ = pair(hub)
+    wrong_password = a.amqp_url.replace("@", "x@", 1)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="ACCESS_REFUSED"):
+        NodeClient(wrong_password, a.code, connect_timeout=10).connect()
+    assert time.monotonic() - started < 5
+    with pytest.raises(ValueError, match="not as node"):
+        NodeClient(a.amqp_url, "000.00.00.H99")
+
+
+# --------------------------------------------------------------------------- receiving
+
+
+def test_a_delivery_is_verified_and_acknowledged_only_after_the_handler(hub):
+    a, b = pair(hub)
+    with client_for(hub, a) as sender, client_for(hub, b) as receiver:
+        submission = sender.send(document_value(a.code, b.code))
+        with pytest.raises(RuntimeError):
+            for delivery in receiver.deliveries(timeout=10):
+                assert (delivery.kind, delivery.sender) == ("document", a.code)
+                assert delivery.document_id == submission.document_id
+                assert f"2.5.4.97={a.code}" in delivery.signer  # the verified certificate
+                first = delivery
+                raise RuntimeError("the DMS is down")
+        (again,) = receiver.deliveries(timeout=10, limit=1)
+        assert again.delivery_id == first.delivery_id and again.redelivered
+        assert again.package == first.package
+        # status 01 went back on its own, signed by the recipient
+        (arrived,) = sender.deliveries(timeout=10, limit=1)
+    assert (arrived.kind, arrived.status_code, arrived.sender) == ("status", "01", b.code)
+    assert arrived.document_id == submission.document_id
+
+
+def test_run_retries_a_failing_handler(hub):
+    a, b = pair(hub)
+    a.send(a.document(b.code))
+    calls = []
+
+    def flaky(delivery):
+        calls.append(delivery.delivery_id)
+        if len(calls) == 1:
+            raise OSError("disk full")
+
+    with client_for(hub, b) as receiver:
+        assert receiver.run(flaky, idle_timeout=1.0, retry_delay=0.1) == 1
+    assert len(calls) == 2 and calls[0] == calls[1]
+
+
+def test_a_delivery_is_handed_out_once_per_delivery_id_even_after_a_restart(hub, tmp_path):
+    a, b = pair(hub)
+    state = tmp_path / "receiver.db"
+    a.send(a.document(b.code))
+    with client_for(hub, b, state=state) as receiver:
+        (first,) = receiver.deliveries(timeout=10, limit=1)
+        # the hub publishes the same delivery again (as after a crash of its own)
+        publish_delivery(hub, b.code, first.body, sender=a.code, delivery_id=first.delivery_id)
+        assert list(receiver.deliveries(timeout=1.0)) == []
+    publish_delivery(hub, b.code, first.body, sender=a.code, delivery_id=first.delivery_id)
+    with client_for(hub, b, state=state) as restarted:
+        assert list(restarted.deliveries(timeout=1.0)) == []
+    assert ready_messages(hub, provision.inbox_queue(b.code)) == 0  # acknowledged, not lost
+    statuses = [m for m in a.drain() if m.type == "edxml.status"]
+    assert len(statuses) == 1  # one status 01, whatever the copies
+
+
+def test_a_delivery_that_does_not_verify_is_dead_lettered(hub):
+    a, b = pair(hub)
+    rogue_key, rogue_root = pki.create_root("VDX TEST Rogue Root", ec_key=True)
+    key, cert = pki.issue_agency_certificate(rogue_key, rogue_root, a.code, "Giả mạo",
+                                             ec_key=True)
+    forged = Signer(key, cert).sign(build(document_value(a.code, b.code)))
+    genuine = a.document(b.code)
+    dead_before = ready_messages(hub, provision.DEAD_QUEUE)
+    refused = []
+    with client_for(hub, b, on_refused=refused.append) as receiver:
+        publish_delivery(hub, b.code, forged, sender=a.code, delivery_id=_uuid())
+        # genuinely signed by A, but the "hub" says it came from someone else
+        publish_delivery(hub, b.code, genuine, sender="000.00.00.H99", delivery_id=_uuid())
+        assert list(receiver.deliveries(timeout=1.5)) == []
+    assert sorted(r.code for r in refused) == ["signature.untrusted_certificate",
+                                               "signature.wrong_signer"]
+    assert ready_messages(hub, provision.DEAD_QUEUE) == dead_before + 2
+
+
+def test_statuses_03_and_06_reach_the_sender(hub):
+    a, b = pair(hub)
+    with client_for(hub, a) as sender, client_for(hub, b) as receiver:
+        sender.send(document_value(a.code, b.code))
+        (delivery,) = receiver.deliveries(timeout=10, limit=1)
+        registered = receiver.send_status(delivery, "03")
+        finished = receiver.send_status(delivery, "06", "Đã xử lý xong")
+        for submission, code in ((registered, "03"), (finished, "06")):
+            receipt = receiver.wait_for_receipt(submission, timeout=10)
+            assert (receipt.kind, receipt.status_code) == ("accepted", code)
+        statuses = {d.status_code: d for d in sender.deliveries(timeout=10, limit=3)}
+    assert sorted(statuses) == ["01", "03", "06"]
+    assert statuses["06"].package.description == "Đã xử lý xong"
+    assert statuses["03"].package.description == model.STATUS_MEANINGS["03"][0]
+    assert {d.document_id for d in statuses.values()} == {delivery.document_id}
+    with pytest.raises(ValueError, match="status code"):
+        receiver.send_status(delivery, "99")
+
+
+# ------------------------------------------------------------------------ receipt checks
+
+
+@pytest.fixture(scope="module")
+def hub_signer() -> Signer:
+    key, cert = pki.create_root("VDX TEST Hub", ec_key=True)
+    return Signer(key, cert)
+
+
+def _receipt() -> Receipt:
+    return Receipt.accepted("test-hub", "000.00.00.G22", "doc-1", "a" * 64)
+
+
+def test_a_receipt_verifies_only_with_the_hub_certificate(hub_signer):
+    signed = sign_receipt(_receipt(), hub_signer.sign_receipt)
+    assert verify_receipt(signed, hub_signer.certificate) == parse_receipt(signed)
+    _key, other = pki.create_root("VDX TEST Other", ec_key=True)
+    with pytest.raises(SignatureError) as wrong_key:
+        verify_receipt(signed, other)
+    assert wrong_key.value.code == "signature.invalid"
+    tampered = signed.replace(b"doc-1", b"doc-2")
+    with pytest.raises(SignatureError) as edited:
+        verify_receipt(tampered, hub_signer.certificate)
+    assert edited.value.code == "signature.digest_mismatch"
+
+
+def test_an_unsigned_receipt_is_refused_when_the_hub_certificate_is_known(hub_signer):
+    unsigned = build_receipt(_receipt())
+    with pytest.raises(SignatureError) as missing:
+        verify_receipt(unsigned, hub_signer.certificate)
+    assert missing.value.code == "signature.missing"
+    assert verify_receipt(unsigned, None).document_id == "doc-1"  # no certificate: parsed
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
