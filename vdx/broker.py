@@ -102,7 +102,7 @@ class AsyncChannel:
         self._connection = SelectConnection(
             self._params,
             on_open_callback=self._connection_open,
-            on_open_error_callback=lambda _c, err: self._lost(f"cannot connect: {err}"),
+            on_open_error_callback=lambda _c, err: self._lost(f"cannot connect: {err!r}"),
             on_close_callback=lambda _c, reason: self._lost(str(reason)),
         )
         self._connection.ioloop.start()

@@ -31,14 +31,29 @@ def schema_path(name: str = "edxml.xsd") -> Path:
     return schema_dir() / name
 
 
-@cache
+_compile_lock = threading.Lock()
+
+
 def _libxml2_schema(name: str) -> etree.XMLSchema:
+    # libxml2 is not safe when two threads compile their first schema at once ("the given
+    # type 'anyURI' is not a built-in type"): compile under a lock, once.
+    with _compile_lock:
+        return _compile_libxml2(name)
+
+
+@cache
+def _compile_libxml2(name: str) -> etree.XMLSchema:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     return etree.XMLSchema(etree.parse(str(schema_path(name)), parser))
 
 
-@cache
 def _xmlschema(name: str):  # -> xmlschema.XMLSchema10, imported lazily: it costs ~150 ms
+    with _compile_lock:
+        return _compile_xmlschema(name)
+
+
+@cache
+def _compile_xmlschema(name: str):
     import xmlschema
 
     return xmlschema.XMLSchema10(str(schema_path(name)))
