@@ -760,11 +760,16 @@ main.add_command(hub_group, "hub")
               help="This hub's name in receipts and trace headers.")
 def hub_run(workers: int, prefetch: int, metrics_port: int | None, hub_id: str) -> None:
     """Serve until SIGTERM: finishes the work in hand, then exits."""
-    from vdx.runtime import run_hub
+    from vdx.runtime import load_services, run_hub
+    from vdx.trust import TrustStoreError
 
     admin = _admin()
     with admin.transaction():
         pass  # refuses an uninitialised database with one line, before any worker starts
+    try:  # the same configuration every worker loads: refuse a bad one once, clearly
+        load_services(admin.config)
+    except (OSError, ValueError, TrustStoreError) as exc:
+        _fail(f"cannot start the hub: {exc}")
     sys.exit(run_hub(admin.config, workers=workers, prefetch=prefetch, hub_id=hub_id,
                      metrics_port=metrics_port))
 
@@ -875,7 +880,10 @@ def audit_verify(as_json: bool) -> None:
     from vdx.ledger import make_hash_verifier
 
     admin = _admin()
-    certificate = admin.hub_certificate()
+    try:
+        certificate = admin.hub_certificate()
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read the hub certificate: {exc}")
     if certificate is None:
         _fail("no hub certificate; run `vdx init`")
     with admin.transaction() as session:
@@ -902,8 +910,13 @@ def audit_export(document_id: str, out: str) -> None:
     from vdx import audit
 
     admin = _admin()
+    from vdx.trust import TrustStoreError
+
     with admin.transaction() as session:
-        certificates = audit.bundle_certificates(session, admin.config, document_id)
+        try:
+            certificates = audit.bundle_certificates(session, admin.config, document_id)
+        except (OSError, ValueError, TrustStoreError) as exc:
+            _fail(f"cannot gather the certificates: {exc}")
         data = audit.export_bundle(session, document_id, certificates)
         if not certificates or data is None:
             _fail(f"the hub has no record of {document_id}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from tests.hub_support import running_hub
-from vdx import audit, journal, model
+from vdx import audit, journal, model, provision
 from vdx.ledger import make_hash_verifier
 
 CORPUS = Path(__file__).parent / "corpus" / "envelope"
@@ -135,3 +136,48 @@ def test_ledger_is_complete_and_tamper_evident(hub):
         report = audit.verify_ledger(session, verify_sig)
     assert not report.intact
     assert [p.seq for p in report.problems] == [target]
+
+
+def test_an_unroutable_delivery_gets_no_delivered_receipt(hub):
+    """The broker acks a returned mandatory message: that must not count as delivered."""
+    # Agencies of its own: the relay delivers the kept copy later, to them alone.
+    g22, h41 = hub.add_agency("G23"), hub.add_agency("H50")
+    api, queue = hub.admin.api, f"vdx.node.{h41.code}.inbox"
+    binding = f"bindings/{quote(hub.vhost, safe='')}/e/vdx.deliver/q/{queue}"
+    api.delete(f"{binding}/{quote(h41.code, safe='')}")
+    try:
+        g22.send(g22.document(h41.code))
+        assert receipts(g22.inbox(1)) == ["accepted"]
+        assert receipts(g22.drain(settle=1.5)) == []  # no "delivered"
+        with sessionmaker(hub.engine)() as session:
+            pending = session.scalar(select(func.count()).select_from(journal.OutboxRow)
+                                     .where(journal.OutboxRow.published_at.is_(None)))
+        assert pending >= 1  # kept for the relay
+    finally:
+        provision.ensure_topology(api, hub.vhost, provision.node_topology(h41.code))
+
+
+def test_a_reused_message_id_does_not_swallow_another_package(hub):
+    g22, h41 = hub.agency("G22"), hub.agency("H41")
+    first, second = g22.document(h41.code), g22.document(h41.code)
+    g22.send(first, message_id="reused-id")
+    g22.send(second, message_id="reused-id")
+    assert sorted(m.body for m in h41.inbox(2)) == sorted([first, second])
+    assert receipts(g22.inbox(4)) == ["accepted", "accepted", "delivered", "delivered"]
+
+
+def test_the_same_message_twice_is_recorded_once(hub):
+    """A redelivery (same publisher, message id and bytes) gets no second receipt."""
+    g22 = hub.agency("G22")
+    g22.send(b"<not xml", message_id="again")
+    g22.send(b"<not xml", message_id="again")
+    assert receipts(g22.inbox(1)) == ["rejected"]
+    assert g22.drain(settle=1.0) == []
+
+
+def test_an_overlong_document_id_is_refused_with_a_reason(hub):
+    g22, h41 = hub.agency("G22"), hub.agency("H41")
+    g22.send(g22.document(h41.code, document_id="X" * 600))
+    (refused,) = g22.inbox(1)
+    assert refused.receipt.error_code == "envelope.schema"
+    assert "at most 512" in refused.receipt.rejection.detail

@@ -149,6 +149,11 @@ class AsyncChannel:
             connection.ioloop.stop()
 
     @property
+    def is_open(self) -> bool:
+        """The channel can take acks and publications (False after :meth:`close`)."""
+        return not self._closing and self._channel is not None and self._channel.is_open
+
+    @property
     def unconfirmed(self) -> int:
         return len(self._unconfirmed)
 

@@ -105,11 +105,13 @@ def _world(ws: Path, *, keep: bool) -> Iterator[_World]:
     os.environ.update(env)
     config = replace(HubConfig.from_env(), broker=broker)
     admin = Admin(config)
-    _refuse_foreign_accounts(admin)
+    created = False
     try:
+        _refuse_foreign_accounts(admin)
+        created = True
         yield _World(ws, vhost, admin)
     finally:
-        if not keep:
+        if created and not keep:
             _remove_accounts(admin, vhost)
         admin.engine.dispose()
         for k, v in saved.items():
@@ -276,7 +278,6 @@ def _running_hub(w: _World) -> Iterator[str]:
 @contextmanager
 def _running_gateway(w: _World):
     import uvicorn
-
     from vdx_adapters.gateway import Gateway, create_app
     from vdx_adapters.gateway import systems as gateway_systems
     from vdx_adapters.gateway.run import config_from_env

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import journal, metrics
@@ -43,7 +43,7 @@ from .xmlsafe import ParseLimits, parse_untrusted
 
 log = logging.getLogger("vdx.hub")
 
-POISON_AFTER = 5  # isolated attempts at one message before it is refused as poison
+POISON_AFTER = 5  # isolated attempts that failed; the next one refuses it as poison
 RELAY_AFTER = 30.0  # seconds before another worker's unconfirmed outbox rows are relayed
 BACKOFF_MAX = 30.0
 
@@ -78,6 +78,25 @@ class _Published:
 
     outbox_id: int
     delivery_id: str | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """Recorded before (a redelivery after a crash)."""
+
+
+@dataclass(frozen=True)
+class _Refused:
+    error: VdxError
+    addressee: str | None
+    key: str
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    admitted: Admitted
+    key: str
 
 
 class HubWorker:
@@ -93,6 +112,8 @@ class HubWorker:
         self._confirm_timer: object | None = None
         self._stopping = False
         self._relay_timer: object | None = None
+        self._returned: set[object] = set()
+        self._ledger_pending: list[dict] = []
 
     # ------------------------------------------------------------------ running
 
@@ -110,7 +131,11 @@ class HubWorker:
                 on_closed=self._closed,
             )
             started = time.monotonic()
-            self._channel.run()
+            try:
+                self._channel.run()
+            except Exception:  # a bug in a callback must not end the worker: reconnect
+                log.exception("worker loop failed; reconnecting", extra={"event": "loop_error"})
+                self._channel.close()
             if time.monotonic() - started > 10:
                 delay = 0.5
             if not self._stopping:
@@ -118,6 +143,8 @@ class HubWorker:
 
     def request_stop(self) -> None:
         """Finish the batch in hand, wait for confirms, then close (SIGTERM)."""
+        if self._stopping:
+            return
         self._stopping = True
         channel = self._channel
         if channel is not None:
@@ -197,19 +224,35 @@ class HubWorker:
         if fresh:
             self._journal(fresh)
         for message in batch:
-            if message.redelivered and self._channel is not None:
+            if message.redelivered and self._channel.is_open:
                 self._journal([message], attempt=self._count_attempt(message))
 
-    def _journal(self, batch: list[Incoming], attempt: int = 0) -> None:
-        """One transaction for ``batch``, then acks, then publications."""
+    def _journal(self, batch: list[Incoming], attempt: int = 0, retry: bool = True) -> None:
+        """Decide on ``batch`` (no writes), record it in ONE short transaction, then ack,
+        then publish. The write transaction holds the ledger lock only while it writes."""
+        if not self._channel.is_open:
+            return  # closed after a database error: the broker redelivers these
         started = time.perf_counter()
         poisoned = attempt > POISON_AFTER
         try:
+            with self.sessions() as reading:
+                decided = [(m, self._decide(reading, m, poisoned)) for m in batch]
             with self.sessions.begin() as session:
-                published = [row for m in batch
-                             for row in (self._poison(session, m) if poisoned
-                                         else self._handle(session, m))]
-                new_rows = self._outbox_rows(session, published)
+                self._ledger_pending = []
+                rows = [row for m, outcome in decided for row in self._record(session, m, outcome)]
+                self._append_ledger(session)
+                new_rows = self._outbox_rows(session, rows)
+        except IntegrityError:
+            # Another worker recorded the same document (or the first ledger head) between
+            # our check and our insert: one message at a time, the check now sees it.
+            if retry:
+                for message in batch:
+                    self._journal([message], attempt, retry=False)
+                return
+            log.exception("conflict persists; the message goes back to the queue",
+                          extra={"event": "conflict"})
+            self._channel.nack(batch[0].tag, requeue=True)
+            return
         except SQLAlchemyError as exc:
             log.error("database error; closing to get the batch redelivered",
                       extra={"event": "db_error", "error": type(exc).__name__})
@@ -218,7 +261,7 @@ class HubWorker:
         except Exception:
             if len(batch) > 1:  # find the culprit: the others must not pay for it
                 for message in batch:
-                    self._journal([message])
+                    self._journal([message], attempt)
                 return
             log.exception("unexpected failure; the message goes back to the queue",
                           extra={"event": "crash"})
@@ -240,23 +283,37 @@ class HubWorker:
         except SQLAlchemyError:
             return 0
 
-    def _handle(self, session: Session, message: Incoming) -> list[OutboxRow]:
-        """Journal one message inside the batch transaction; return its outbox rows."""
-        if message.user_id and message.message_id and journal.find_by_message(
-                session, message.user_id, message.message_id):
+    def _decide(self, session: Session, message: Incoming, poisoned: bool):
+        """What to do with one message: read-only (registry, signature, earlier records)."""
+        key = journal.inbound_key(message.user_id, message.message_id, _sha256(message.body))
+        if journal.seen_inbound(session, key):
             metrics.DOCUMENTS.labels("redelivered", "").inc()
-            return []  # committed before a crash; the outbox has the rest
+            return _Seen()  # recorded before a crash; the outbox has the rest
         view = self.services.view(session)
+        if poisoned:
+            error = TransportError("transport.poison",
+                                   f"the package failed processing {POISON_AFTER} times")
+            metrics.DOCUMENTS.labels("rejected", error.code).inc()
+            return _Refused(error, self._addressee(view, message), key)
         started = time.perf_counter()
         try:
             admitted = admit(message.body, message.user_id, limits=self.config.limits,
                              verify=view.verify, directory=view)
         except VdxError as exc:
             metrics.DOCUMENTS.labels("rejected", exc.code).inc()
-            return self._reject(session, view, message, exc)
+            return _Refused(exc, self._addressee(view, message), key)
         finally:
             metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
-        return self._accept(session, message, admitted)
+        return _Accepted(admitted, key)
+
+    def _record(self, session: Session, message: Incoming, outcome) -> list[OutboxRow]:
+        if isinstance(outcome, _Seen):
+            return []
+        journal.record_inbound(session, outcome.key, _sha256(message.body),
+                               "refused" if isinstance(outcome, _Refused) else "admitted")
+        if isinstance(outcome, _Refused):
+            return self._reject(session, message, outcome)
+        return self._accept(session, message, outcome.admitted)
 
     # ------------------------------------------------------------------ journaling
 
@@ -282,7 +339,8 @@ class HubWorker:
                            if isinstance(package, DocumentPackage) and package.business
                            else None),
             refers_to=r.refers_to.document_id if r.refers_to else None,
-            sha256=a.sha256, message_id=message.message_id, size=a.size, received_at=now,
+            sha256=a.sha256, size=a.size, received_at=now,
+            message_id=message.message_id if len(message.message_id or "") <= 128 else None,
             body=message.body,
         )
         session.add(doc)
@@ -294,7 +352,6 @@ class HubWorker:
                                    recipient=rcpt, created_at=now)
             session.add(delivery)
             rows.append(OutboxRow(delivery_id=delivery.id, routing_key=rcpt, created_at=now))
-        session.add_all(rows)
         rows.append(self._receipt(session, Receipt.accepted(
             self.config.hub_id, r.sender, r.document_id, a.sha256,
             status_code=package.status_code if is_status else None)))
@@ -303,15 +360,13 @@ class HubWorker:
                                     "document_id": r.document_id, "recipients": len(fresh)})
         return rows
 
-    def _reject(self, session: Session, view, message: Incoming,
-                error: VdxError) -> list[OutboxRow]:
-        log.info("rejected", extra={"event": "rejected", "code": error.code,
+    def _reject(self, session: Session, message: Incoming, refused: _Refused) -> list[OutboxRow]:
+        log.info("rejected", extra={"event": "rejected", "code": refused.error.code,
                                     "user": message.user_id})
-        addressee = self._addressee(view, message)
-        if addressee is None:
+        if refused.addressee is None:
             return []  # no registered node to tell
         return [self._receipt(session, Receipt.rejected(
-            self.config.hub_id, addressee, error, _sha256(message.body)))]
+            self.config.hub_id, refused.addressee, refused.error, _sha256(message.body)))]
 
     def _addressee(self, view, message: Incoming) -> str | None:
         """Who is told of a refusal: the publishing node, or, when a trusted adapter (the
@@ -327,12 +382,6 @@ class HubWorker:
             return None
         return sender if sender and view.may_publish_for(user, sender) else None
 
-    def _poison(self, session: Session, message: Incoming) -> list[OutboxRow]:
-        error = TransportError("transport.poison",
-                               f"the package failed processing {POISON_AFTER} times")
-        metrics.DOCUMENTS.labels("rejected", error.code).inc()
-        return self._reject(session, self.services.view(session), message, error)
-
     def _receipt(self, session: Session, receipt: Receipt) -> OutboxRow:
         body = self.services.make_receipt(receipt)
         session.add(ReceiptRow(
@@ -341,17 +390,24 @@ class HubWorker:
             delivery_id=receipt.delivery_id, error_code=receipt.error_code,
             status_code=receipt.status_code, created_at=utcnow(), body=body,
         ))
-        head = journal.lock_ledger_head(session)
-        journal.append_ledger(session, head, [receipt.ledger_fields(body)],
-                              self.services.sign_hash)
-        row = OutboxRow(receipt_id=receipt.receipt_id, routing_key=receipt.addressee,
-                        created_at=utcnow())
-        session.add(row)
-        return row
+        self._ledger_pending.append(receipt.ledger_fields(body))
+        return OutboxRow(receipt_id=receipt.receipt_id, routing_key=receipt.addressee,
+                         created_at=utcnow())
+
+    def _append_ledger(self, session: Session) -> None:
+        """Lock the head once per transaction, as late as possible, and append."""
+        pending, self._ledger_pending = self._ledger_pending, []
+        if pending:
+            head = journal.lock_ledger_head(session)
+            journal.append_ledger(session, head, pending, self.services.sign_hash)
 
     # ------------------------------------------------------------------ publishing
 
     def _outbox_rows(self, session: Session, rows: list[OutboxRow]):
+        """Insert the outbox rows after what they refer to (the tables have no ORM
+        relationships to order the inserts), and pair each with its message."""
+        session.flush()
+        session.add_all(rows)
         session.flush()
         return [(row, self._outgoing(session, row)) for row in rows]
 
@@ -373,7 +429,7 @@ class HubWorker:
                         "vdx.receipt", headers)
 
     def _publish(self, row: OutboxRow, message: Outgoing) -> None:
-        token = _Published(row.id, row.delivery_id)
+        token = _Published(row.id, row.delivery_id, message.message_id)
         self._channel.publish(message, token)
 
     def _relay_outbox(self, older_than: float = 0.0) -> None:
@@ -382,9 +438,14 @@ class HubWorker:
         if self._relay_timer is None:
             self._relay_timer = self._channel.call_later(RELAY_AFTER, self._relay_periodically)
         while True:
-            with self.sessions() as session:
-                rows = journal.unpublished(session, after=after, older_than=older_than)
-                batch = [(row, self._outgoing(session, row)) for row in rows]
+            try:
+                with self.sessions() as session:
+                    rows = journal.unpublished(session, after=after, older_than=older_than)
+                    batch = [(row, self._outgoing(session, row)) for row in rows]
+            except SQLAlchemyError:
+                log.warning("cannot read the outbox now; will retry",
+                            extra={"event": "relay_error"})
+                return
             if not batch:
                 return
             for row, message in batch:
@@ -397,13 +458,22 @@ class HubWorker:
             log.error("broker refused publications; they stay in the outbox",
                       extra={"event": "nack", "count": len(tokens)})
             return
-        self._confirmed.extend(tokens)  # type: ignore[arg-type]
+        # The broker acks an unroutable mandatory message right after returning it: that
+        # is not a delivery. It stays in the outbox (relayed later) and gets no receipt.
+        routed = [t for t in tokens if t.message_id not in self._returned]  # type: ignore[attr-defined]
+        for t in tokens:
+            if t.message_id in self._returned:  # type: ignore[attr-defined]
+                self._returned.discard(t.message_id)  # type: ignore[attr-defined]
+                log.error("unroutable: the recipient's inbox is not bound; kept in the outbox",
+                          extra={"event": "returned", "message_id": t.message_id})
+        self._confirmed.extend(routed)  # type: ignore[arg-type]
         if self._confirm_timer is None:
             self._confirm_timer = self._channel.call_later(self.config.batch_wait,
                                                            self._flush_confirmed)
 
     def _on_returned(self, message_id: object) -> None:
         metrics.RETURNED.inc()
+        self._returned.add(message_id)
 
     def _flush_confirmed(self) -> None:
         if self._confirm_timer is not None:
@@ -413,6 +483,7 @@ class HubWorker:
         if not confirmed:
             return
         now = utcnow()
+        self._ledger_pending = []
         try:
             with self.sessions.begin() as session:
                 journal.mark_published(session, [p.outbox_id for p in confirmed], now)
@@ -428,6 +499,7 @@ class HubWorker:
                         self.config.hub_id, delivery.sender, delivery.document_id,
                         delivery.recipient, delivery.id, doc.sha256,
                         status_code=doc.status_code)))
+                self._append_ledger(session)
                 new_rows = self._outbox_rows(session, receipts)
         except SQLAlchemyError:
             log.exception("database error while recording confirms; closing")

@@ -79,7 +79,8 @@ def _qcvn102_problem(shown: str, groups: list[str]) -> str:
             f"{shown} has {len(groups)} groups; the QCVN 102:2016 form NNN.NN.NN.LNN has 4 "
             f"(e.g. 000.00.00.H41)"
         )
-    for position, (group, (size, what)) in enumerate(zip(groups, _QCVN102_GROUPS, strict=True), start=1):
+    pairs = zip(groups, _QCVN102_GROUPS, strict=True)
+    for position, (group, (size, what)) in enumerate(pairs, start=1):
         if len(group) != size or not group.isdigit():
             return f"{shown}: group {position} {group!r} should be {what} (form NNN.NN.NN.LNN)"
     return f"{shown} is not in the form NNN.NN.NN.LNN"  # pragma: no cover - unreachable

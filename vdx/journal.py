@@ -11,6 +11,7 @@ Repository functions take the session; the caller owns the transaction.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -130,6 +131,18 @@ class LedgerHeadRow(Base):
     entry_hash: Mapped[str] = mapped_column(String(64))
 
 
+class InboundRow(Base):
+    """Every submitted message the hub recorded, whatever the outcome: a redelivery after a
+    crash is recognised and acknowledged without a second receipt."""
+
+    __tablename__ = "inbound"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+
 class AttemptRow(Base):
     """How often a redelivered message was tried alone (poison detection)."""
 
@@ -155,11 +168,18 @@ def known_document(session: Session, sender: str, document_id: str) -> KnownDocu
     return KnownDocument(sender, document_id, tuple(dict.fromkeys(recipients)))
 
 
-def find_by_message(session: Session, sender: str, message_id: str) -> DocumentRow | None:
-    return session.scalars(
-        select(DocumentRow).where(DocumentRow.sender == sender,
-                                  DocumentRow.message_id == message_id).limit(1)
-    ).first()
+def inbound_key(user_id: str | None, message_id: str | None, sha256: str) -> str:
+    """One submitted message: who published it, its message id and its exact bytes. A
+    redelivery has the same key; a different package under a reused id does not."""
+    return hashlib.sha256(f"{user_id or ''}\n{message_id or ''}\n{sha256}".encode()).hexdigest()
+
+
+def seen_inbound(session: Session, key: str) -> bool:
+    return session.get(InboundRow, key) is not None
+
+
+def record_inbound(session: Session, key: str, sha256: str, outcome: str) -> None:
+    session.add(InboundRow(key=key, sha256=sha256, outcome=outcome, at=utcnow()))
 
 
 def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:

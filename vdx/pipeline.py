@@ -21,7 +21,7 @@ from lxml import etree
 
 from . import envelope, schema
 from .errors import EnvelopeError
-from .model import Package
+from .model import Package, StatusPackage
 from .routing import Directory, Route, route
 from .verify import claimed_sender
 from .xmlsafe import ParseLimits, parse_untrusted
@@ -73,8 +73,16 @@ def verify_signature(tree: etree._ElementTree, verify: SignatureCheck) -> etree.
     return verify(tree, claimed_sender(tree))
 
 
+MAX_DOCUMENT_ID = 512  # the journal's column; the regulation's ids are far shorter
+
+
 def read_package(signed_tree: etree._ElementTree) -> Package:
     package = envelope.from_tree(signed_tree, attachment_data=False)
+    document_id = (package.response_for.document_id if isinstance(package, StatusPackage)
+                   else package.document_id)
+    if len(document_id) > MAX_DOCUMENT_ID:
+        raise EnvelopeError("envelope.schema", f"the DocumentId is {len(document_id)} "
+                                               f"characters; at most {MAX_DOCUMENT_ID} are allowed")
     for problem in envelope.identifier_problems(package):
         raise EnvelopeError(problem.code, problem.message, path=problem.path)
     return package

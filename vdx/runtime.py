@@ -128,13 +128,23 @@ def run_hub(config: HubConfig, *, workers: int, prefetch: int, hub_id: str,
     procs = [start(i) for i in range(workers)]
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    quick_deaths = 0
+    started_at = [time.monotonic()] * workers
     while not stopping:
         time.sleep(0.2)
         for i, p in enumerate(procs):
             if not p.is_alive() and not stopping:
+                # A worker that dies at once, again and again, is misconfigured, not unlucky.
+                quick_deaths = quick_deaths + 1 if time.monotonic() - started_at[i] < 5 else 0
+                if quick_deaths >= 5:
+                    log.error("workers keep dying at start; giving up",
+                              extra={"event": "give_up", "exitcode": p.exitcode})
+                    stop(None, None)
+                    return 1
                 log.warning("worker died; starting it again",
                             extra={"event": "respawn", "worker": i, "exitcode": p.exitcode})
                 procs[i] = start(i)
+                started_at[i] = time.monotonic()
     for p in procs:
         p.join()
     return 0
