@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/bench_validate.py
+	$(VENV)/bin/python bench/run.py
 
 lint: $(STAMP)
 	$(VENV)/bin/pip install --quiet ruff && $(VENV)/bin/ruff check vdx adapters cli.py tests bench

@@ -135,9 +135,11 @@ class Consumer:
 
 def _consume(url: str, queues: tuple[str, ...], key: str, prefetch: int, count,
              requests, ready) -> None:
+    import logging
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # a lost broker: the parent says
     arrivals: dict[str, float] = {}
 
     def on_message(channel, method, props, _body) -> None:

@@ -1,8 +1,10 @@
 """Sampling profiles of hub workers with py-spy, and where their time goes.
 
 :class:`Sampler` attaches ``py-spy record --nonblocking --format raw`` to each worker for
-the length of a phase (py-spy samples only threads that are on the CPU, so a sample is a
-slice of worker CPU time). :func:`summarise` folds the collapsed stacks into:
+the length of a phase. By default py-spy samples only threads that are on the CPU, so a
+sample is a slice of worker CPU time; with ``wall=True`` (``--idle``) waiting threads are
+sampled too and the shares are of wall-clock time (waiting on fsync, locks, the broker).
+:func:`summarise` folds the collapsed stacks into:
 
 - ``inclusive``: for each function in ``vdx/`` (``file:function``), the share of samples
   with it anywhere on the stack (its own time and everything it calls);
@@ -40,17 +42,18 @@ def py_spy() -> str | None:
 class Sampler:
     """py-spy on each of ``pids`` until :meth:`stop`; raw collapsed stacks in ``out``."""
 
-    def __init__(self, pids: list[int], out: Path, label: str, rate: int = RATE) -> None:
+    def __init__(self, pids: list[int], out: Path, label: str, rate: int = RATE,
+                 wall: bool = False) -> None:
         exe = py_spy()
         if exe is None:
             raise RuntimeError("py-spy is not installed (pip install py-spy)")
         out.mkdir(parents=True, exist_ok=True)
-        self.rate = rate
+        self.rate, self.wall = rate, wall
         self.files = [out / f"{label}-worker{i}.txt" for i in range(len(pids))]
         self.started = time.monotonic()
         self.procs = [subprocess.Popen(
             [exe, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking",
-             "--format", "raw", "--output", str(path)],
+             "--format", "raw", "--output", str(path), *(["--idle"] if wall else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             for pid, path in zip(pids, self.files, strict=True)]
         self.seconds = 0.0
@@ -127,17 +130,17 @@ def summarise(paths: list[Path], *, seconds: float | None = None, workers: int |
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(k, v / total) for k, v in counter.most_common(top)] if total else []
 
-    busy = None
-    if seconds and workers:
-        busy = total / (rate * seconds * workers)
-    return {"samples": total, "busy_fraction": busy, "inclusive": share(inclusive),
+    # py-spy in non-blocking mode drops samples it cannot read consistently, so this is
+    # how much of rate x time it got, not how busy the workers were (see cpu_cores)
+    coverage = total / (rate * seconds * workers) if seconds and workers else None
+    return {"samples": total, "coverage": coverage, "inclusive": share(inclusive),
             "attributed": share(attributed), "libraries": share(libraries)}
 
 
 def render(summary: dict, indent: str = "  ") -> str:
     lines = [f"{indent}{summary['samples']} samples"
-             + (f"; workers on CPU {summary['busy_fraction']:.0%} of the phase"
-                if summary.get("busy_fraction") is not None else "")]
+             + (f" ({summary['coverage']:.0%} of rate x time x workers)"
+                if summary.get("coverage") is not None else "")]
     for title, key in (("charged to the deepest vdx/ frame (adds up to 100 %)", "attributed"),
                        ("inclusive time of vdx/ functions", "inclusive"),
                        ("leaf frames by package", "libraries")):

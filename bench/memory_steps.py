@@ -1,0 +1,159 @@
+"""Where a hub worker's memory goes for one large package, step by step.
+
+    python bench/memory_steps.py [--size 20MiB] [--database sqlite|postgresql]
+
+Runs, in a fresh process, what a worker does to one submitted package (the same calls as
+``vdx.hub.HubWorker._handle`` → ``vdx.pipeline.admit`` → ``_accept`` → ``_outgoing``,
+without the broker): hardened parse, schema, signature, reading the package, the journal
+transaction (SQLite file or a PostgreSQL schema), then the AMQP frames pika would send.
+For each step it prints the peak resident memory reached during the step and what stays
+resident after it, both over the baseline taken with the package bytes already in memory
+(the worker receives them from pika), in MiB and as a multiple of the package size.
+Peaks come from ``VmHWM`` (reset before each step through ``/proc/self/clear_refs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import rig  # noqa: E402
+from bench.run import MIB, Packages, parse_size  # noqa: E402
+
+
+def kib(field: str) -> int:
+    import os
+    return rig.status_kib(os.getpid(), field)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=parse_size, default=parse_size("20MiB"))
+    ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(json.loads(args.child))
+    try:
+        tmp = rig.temp_dir()
+        the_pki = rig.make_pki(tmp / "pki", ("G22", "H41"), ec_agencies=False)
+        sender, recipient = the_pki.agencies
+        # made here, measured in a fresh process: building and signing 20 MiB leaves this
+        # process's heap large enough to hide the steps' allocations
+        (tmp / "big.edxml").write_bytes(
+            Packages(sender, [recipient.code], args.size).make(1)[0].body)
+        (tmp / "small.edxml").write_bytes(
+            Packages(sender, [recipient.code], 10_000).make(1)[0].body)
+        with rig.site(args.database, tmp, the_pki) as the_site:
+            config = {"database_url": the_site.database.url, "pki": str(the_pki.path),
+                      "sender": sender.code, "recipient": recipient.code,
+                      "big": str(tmp / "big.edxml"), "small": str(tmp / "small.edxml"),
+                      "backend": args.database}
+            return subprocess.run([sys.executable, __file__, "--child", json.dumps(config)],
+                                  env=the_site.environment(tmp)).returncode
+    finally:
+        rig.CLEANUP.run_all()
+
+
+def child(c: dict) -> int:
+    import os
+
+    from pika import spec
+    from pika.frame import Body, Header, Method
+    from sqlalchemy.orm import sessionmaker
+
+    from vdx import pipeline, store
+    from vdx.admin import HubConfig
+    from vdx.broker import DELIVER_EXCHANGE
+    from vdx.journal import DeliveryRow, DocumentRow, OutboxRow, utcnow
+    from vdx.runtime import load_services
+    from vdx.xmlsafe import ParseLimits
+
+    services = load_services(HubConfig.from_env())
+    engine = store.make_engine(c["database_url"])
+    sessions = sessionmaker(engine)
+    limits = ParseLimits()
+    sender, recipient = c["sender"], c["recipient"]
+    # everything imported and warmed on a small package first
+    small = Path(c["small"]).read_bytes()
+    with sessions() as session:
+        view = services.view(session)
+        pipeline.admit(small, sender, limits=limits, verify=view.verify, directory=view)
+    body = Path(c["big"]).read_bytes()  # what pika hands the worker
+    size = len(body)
+    gc.collect()
+    pid = os.getpid()
+    base = kib("VmRSS")
+    rows = []
+    state: dict = {}
+
+    def step(name: str, fn) -> None:
+        gc.collect()
+        rig.reset_peak(pid)
+        fn()
+        peak = kib("VmHWM") - base
+        gc.collect()
+        kept = kib("VmRSS") - base
+        rows.append((name, peak * 1024, kept * 1024))
+
+    session = sessions()
+    view = services.view(session)
+    step("hardened_parse", lambda: state.update(tree=pipeline.hardened_parse(body, limits)))
+    step("check_schema", lambda: pipeline.check_schema(state["tree"]))
+    step("verify_signature", lambda: state.update(
+        signed=pipeline.verify_signature(state["tree"], view.verify)))
+    step("read_package", lambda: state.update(package=pipeline.read_package(state["signed"])))
+    step("drop the trees (end of admit)", lambda: (state.pop("tree"), state.pop("signed")))
+    session.close()  # the read-only part is over, as in the worker
+    writing = sessions()
+    writing.begin()
+
+    def journal() -> None:
+        doc = DocumentRow(kind="document", sender=sender,
+                          document_id=state["package"].document_id, sha256="0" * 64,
+                          message_id="m1", size=size, received_at=utcnow(), body=body)
+        writing.add(doc)
+        writing.flush()
+        writing.add(DeliveryRow(id="d1", document_pk=doc.id, dedup_key="k1", kind="document",
+                                sender=sender, document_id=doc.document_id,
+                                recipient=recipient, created_at=utcnow()))
+        writing.add(OutboxRow(delivery_id="d1", routing_key=recipient, created_at=utcnow()))
+        writing.flush()
+        state["doc"] = doc
+
+    step("journal: insert the document (flush)", journal)
+    step("_outgoing: the row's body (same session)", lambda: state.update(
+        out=writing.get(DocumentRow, state["doc"].id).body))
+    step("commit", writing.commit)
+
+    def frames() -> None:
+        # what pika's Channel.basic_publish → Connection._send_message builds
+        props = spec.BasicProperties(delivery_mode=2, message_id="d1")
+        out = [Method(1, spec.Basic.Publish(exchange=DELIVER_EXCHANGE,
+                                            routing_key=recipient)).marshal(),
+               Header(1, len(state["out"]), props).marshal()]
+        frame_max = 131072 - 8
+        for i in range(0, len(state["out"]), frame_max):
+            out.append(Body(1, state["out"][i:i + frame_max]).marshal())
+        state["wire"] = b"".join(out)
+
+    step("publish: AMQP frames", frames)
+    writing.close()
+    engine.dispose()
+    print(f"package {size:,} bytes; baseline RSS {base / 1024:,.0f} MiB with the package "
+          f"bytes in memory ({c['backend']})")
+    print(f"{'step':<44} {'peak over baseline':>22} {'resident after':>22}")
+    for name, peak, kept in rows:
+        print(f"{name:<44} {peak / MIB:>10,.1f} MiB {peak / size:>6.1f} x "
+              f"{kept / MIB:>10,.1f} MiB {kept / size:>6.1f} x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
