@@ -22,7 +22,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    func,
     select,
     update,
 )
@@ -274,11 +273,3 @@ def mark_published(session: Session, outbox_ids: Sequence[int], when: datetime) 
     if outbox_ids:
         session.execute(update(OutboxRow).where(OutboxRow.id.in_(outbox_ids))
                         .values(published_at=when))
-
-
-def pending_count(session: Session) -> int:
-
-    return session.scalar(select(func.count()).select_from(OutboxRow)
-                          .where(OutboxRow.published_at.is_(None))) or 0
-
-

@@ -120,14 +120,14 @@ def _original_of_change(package: DocumentPackage, directory: Directory) -> Known
     if not targets:
         raise RoutingError("routing.unknown_document",
                            "the business block names no document to revoke, update or replace")
-    for document_id in targets:
-        original = directory.known_document(sender, document_id)
+    originals = [directory.known_document(sender, document_id) for document_id in targets]
+    for document_id, original in zip(targets, originals, strict=True):
         if original is None:
             raise RoutingError(
                 "routing.unknown_document",
                 f"{sender} never sent {document_id}, so it cannot revoke, update or replace it",
             )
-    return directory.known_document(sender, targets[0])  # type: ignore[return-value]
+    return originals[0]  # type: ignore[return-value]
 
 
 def _route_status(package: StatusPackage, directory: Directory) -> Route:

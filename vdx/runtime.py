@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from . import gateway, journal, pki, registry
 from .admin import HubConfig
 from .hub import HubServices
-from .ledger import make_hash_signer, make_hash_verifier
+from .ledger import make_hash_signer
 from .receipts import Receipt, sign_receipt
 from .routing import KnownDocument
 from .signing import Signer
@@ -56,9 +56,6 @@ class HubKeys:
     def load(cls, config: HubConfig) -> HubKeys:
         ca = pki.CaDir(config.pki_dir)
         return cls(Signer.from_files(ca.hub_key, ca.hub_cert))
-
-    def hash_verifier(self):
-        return make_hash_verifier(self.signer.certificate)
 
 
 def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -> HubServices:
