@@ -210,7 +210,12 @@ def test_metrics_and_structured_logs(hub):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         lines = (hub.config.pki_dir.parent / "hub.log").read_text().splitlines()
-        entries = [json.loads(line) for line in lines]  # every line is one JSON object
+        entries = []
+        for line in lines:  # every line is one JSON object
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"not a JSON log line: {line!r}") from None
         assert any(e.get("event") == "accepted" for e in entries)
         assert not any("Thử nghiệm trục" in line for line in lines)  # the subject
     finally:

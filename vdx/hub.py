@@ -3,13 +3,16 @@
 One worker process owns one broker connection (:class:`vdx.broker.AsyncChannel`) and runs
 this loop on its I/O thread:
 
-1. messages arrive (up to ``prefetch`` unacknowledged) and are gathered into a batch;
+1. messages arrive (up to ``prefetch`` unacknowledged) and are gathered into a batch
+   (closed after ``batch_wait``, ``batch_max`` messages or ``batch_bytes`` of bodies);
 2. each is run through :func:`vdx.pipeline.admit` (size, parse, schema, signature,
-   authorise) against a read-only view of the registry;
-3. ONE transaction writes, for the whole batch, every document, delivery, receipt, outbox
-   row and ledger entry (deduplicating on sender, DocumentId and recipient);
+   authorise) against one read-only view of the registry for the batch; the batch's
+   redeliveries and duplicates are found with one query each, and its receipts are
+   signed, all before any write (:meth:`HubWorker._plan`);
+3. ONE short transaction inserts, for the whole batch, every document, delivery,
+   receipt, outbox row and ledger entry, a few multi-row INSERTs (:meth:`HubWorker._write`);
 4. only then are the messages acknowledged, and the outbox rows published with
-   pipelined confirms;
+   pipelined confirms (built from the values in hand, not read back);
 5. confirmed deliveries get their ``delivered`` receipt in the next transaction.
 
 A crash anywhere loses nothing: before the commit the broker redelivers the messages;
@@ -25,16 +28,16 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import journal, metrics
+from . import journal, metrics, store
 from .broker import DELIVER_EXCHANGE, SUBMIT_QUEUE, AsyncChannel, Incoming, Outgoing
 from .errors import TransportError, VdxError
-from .journal import DeliveryRow, DocumentRow, OutboxRow, ReceiptRow, utcnow
+from .journal import DeliveryRow, DocumentRow, InboundRow, OutboxRow, ReceiptRow, utcnow
 from .model import DocumentPackage, StatusPackage
 from .pipeline import Admitted, admit
 from .receipts import Receipt
@@ -54,6 +57,7 @@ class WorkerConfig:
     amqp_url: str
     prefetch: int = 200
     batch_max: int = 100
+    batch_bytes: int = 4 * 1024 * 1024  # a batch closes at this many bytes of packages
     batch_wait: float = 0.005
     limits: ParseLimits = field(default_factory=ParseLimits)
 
@@ -73,30 +77,44 @@ class HubServices:
 
 
 @dataclass(frozen=True)
+class _Delivery:
+    """What a delivery's ``delivered`` receipt needs, carried with its publication so the
+    broker's confirm can be answered without reading the delivery back."""
+
+    delivery_id: str
+    sender: str
+    document_id: str
+    recipient: str
+    sha256: str
+    status_code: str | None
+
+
+@dataclass(frozen=True)
 class _Published:
     """What a publisher confirm refers to."""
 
     outbox_id: int
-    delivery_id: str | None
+    delivery: _Delivery | None
     message_id: str
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """Recorded before (a redelivery after a crash)."""
 
 
 @dataclass(frozen=True)
 class _Refused:
     error: VdxError
     addressee: str | None
-    key: str
 
 
-@dataclass(frozen=True)
-class _Accepted:
-    admitted: Admitted
-    key: str
+@dataclass
+class _Plan:
+    """Every row one write transaction inserts, decided and signed before it begins, and
+    the message each outbox row becomes once committed."""
+
+    dedup_keys: set[str] = field(default_factory=set)  # recorded, or taken by this batch
+    inbound: list[dict] = field(default_factory=list)
+    documents: list[tuple[dict, list[dict]]] = field(default_factory=list)  # + deliveries
+    receipts: list[dict] = field(default_factory=list)
+    ledger: list[dict] = field(default_factory=list)
+    outbox: list[tuple[dict, Outgoing, _Delivery | None]] = field(default_factory=list)
 
 
 class HubWorker:
@@ -105,15 +123,16 @@ class HubWorker:
         self.config = config
         self.sessions = sessions
         self.services = services
+        self._writer = store.WriterLock(sessions.kw["bind"])
         self._channel: AsyncChannel | None = None
         self._batch: list[Incoming] = []
+        self._batch_size = 0  # bytes
         self._flush_timer: object | None = None
         self._confirmed: list[_Published] = []
         self._confirm_timer: object | None = None
         self._stopping = False
         self._relay_timer: object | None = None
         self._returned: set[object] = set()
-        self._ledger_pending: list[dict] = []
 
     # ------------------------------------------------------------------ running
 
@@ -140,6 +159,7 @@ class HubWorker:
                 delay = 0.5
             if not self._stopping:
                 delay = self._sleep(delay, "broker connection lost")
+        self._writer.close()
 
     def request_stop(self) -> None:
         """Finish the batch in hand, wait for confirms, then close (SIGTERM)."""
@@ -184,6 +204,7 @@ class HubWorker:
 
     def _closed(self, reason: str) -> None:
         self._batch.clear()  # unacknowledged: the broker redelivers them
+        self._batch_size = 0
         self._confirmed.clear()  # unconfirmed: the outbox still holds them
         self._flush_timer = self._confirm_timer = self._relay_timer = None
         if reason != "closed":
@@ -208,7 +229,11 @@ class HubWorker:
 
     def _received(self, message: Incoming) -> None:
         self._batch.append(message)
-        if len(self._batch) >= self.config.batch_max:
+        self._batch_size += len(message.body)
+        # Large packages go alone: a batch holds its bodies (and one parsed tree at a
+        # time) in memory until its transaction commits.
+        if (len(self._batch) >= self.config.batch_max
+                or self._batch_size >= self.config.batch_bytes):
             self._flush()
         elif self._flush_timer is None:
             self._flush_timer = self._channel.call_later(self.config.batch_wait, self._flush)
@@ -217,7 +242,7 @@ class HubWorker:
         if self._flush_timer is not None:
             self._channel.remove_timeout(self._flush_timer)
             self._flush_timer = None
-        batch, self._batch = self._batch, []
+        batch, self._batch, self._batch_size = self._batch, [], 0
         # A redelivered message may be the one that killed a worker: it goes alone, after
         # its attempt is recorded, so a poison message cannot take a batch down with it.
         fresh = [m for m in batch if not m.redelivered]
@@ -228,20 +253,16 @@ class HubWorker:
                 self._journal([message], attempt=self._count_attempt(message))
 
     def _journal(self, batch: list[Incoming], attempt: int = 0, retry: bool = True) -> None:
-        """Decide on ``batch`` (no writes), record it in ONE short transaction, then ack,
-        then publish. The write transaction holds the ledger lock only while it writes."""
+        """Decide on ``batch`` and sign its receipts (no writes), record it in ONE short
+        transaction, then ack, then publish."""
         if not self._channel.is_open:
             return  # closed after a database error: the broker redelivers these
         started = time.perf_counter()
         poisoned = attempt > POISON_AFTER
         try:
-            with self.sessions() as reading:
-                decided = [(m, self._decide(reading, m, poisoned)) for m in batch]
-            with self.sessions.begin() as session:
-                self._ledger_pending = []
-                rows = [row for m, outcome in decided for row in self._record(session, m, outcome)]
-                self._append_ledger(session)
-                new_rows = self._outbox_rows(session, rows)
+            plan = self._plan(batch, poisoned)
+            with self._writer, self.sessions.begin() as session:
+                published = self._write(session, plan)
         except IntegrityError:
             # Another worker recorded the same document (or the first ledger head) between
             # our check and our insert: one message at a time, the check now sees it.
@@ -272,101 +293,119 @@ class HubWorker:
                 self._channel.nack(message.tag, requeue=False)  # to the dead-letter queue
             else:
                 self._channel.ack(message.tag)
-        for row, message in new_rows:
-            self._publish(row, message)
+        self._publish_all(published)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     def _count_attempt(self, message: Incoming) -> int:
         try:
-            with self.sessions.begin() as session:
+            with self._writer, self.sessions.begin() as session:
                 return journal.count_attempt(session, _sha256(message.body), message.user_id)
         except SQLAlchemyError:
             return 0
 
-    def _decide(self, session: Session, message: Incoming, poisoned: bool):
-        """What to do with one message: read-only (registry, signature, earlier records)."""
-        key = journal.inbound_key(message.user_id, message.message_id, _sha256(message.body))
-        if journal.seen_inbound(session, key):
-            metrics.DOCUMENTS.labels("redelivered", "").inc()
-            return _Seen()  # recorded before a crash; the outbox has the rest
-        view = self.services.view(session)
+    # ------------------------------------------------------------------ deciding
+
+    def _plan(self, batch: list[Incoming], poisoned: bool) -> _Plan:
+        """Read-only: what the batch's transaction will write. One registry view, one
+        inbound query and one dedup query for the whole batch; receipts signed here, so
+        the write transaction (and the ledger lock) is only the inserts."""
+        digests = [_sha256(m.body) for m in batch]
+        keys = [journal.inbound_key(m.user_id, m.message_id, d) for m, d in zip(batch, digests)]
+        with self.sessions() as reading:
+            view = self.services.view(reading)
+            seen = journal.seen_inbound_keys(reading, keys)
+            outcomes: list[Admitted | _Refused | None] = []
+            for message, key in zip(batch, keys):
+                if key in seen:  # recorded before a crash (the outbox has the rest), or a
+                    metrics.DOCUMENTS.labels("redelivered", "").inc()  # copy in this batch
+                    outcomes.append(None)
+                    continue
+                seen.add(key)
+                outcomes.append(self._decide(view, message, poisoned))
+            plan = _Plan(dedup_keys=journal.existing_dedup_keys(reading, [
+                k for o in outcomes if isinstance(o, Admitted) for k in _dedup_keys(o)]))
+        now = utcnow()
+        for message, digest, key, outcome in zip(batch, digests, keys, outcomes):
+            if outcome is None:
+                continue
+            refused = isinstance(outcome, _Refused)
+            plan.inbound.append({"key": key, "sha256": digest, "at": now,
+                                 "outcome": "refused" if refused else "admitted"})
+            if refused:
+                self._plan_reject(plan, message, outcome, digest)
+            else:
+                self._plan_accept(plan, message, outcome)
+        return plan
+
+    def _decide(self, view, message: Incoming, poisoned: bool) -> Admitted | _Refused:
+        """What to do with one message: the pipeline's verdict, or why it is refused."""
         if poisoned:
             error = TransportError("transport.poison",
                                    f"the package failed processing {POISON_AFTER} times")
             metrics.DOCUMENTS.labels("rejected", error.code).inc()
-            return _Refused(error, self._addressee(view, message), key)
+            return _Refused(error, self._addressee(view, message))
         started = time.perf_counter()
         try:
-            admitted = admit(message.body, message.user_id, limits=self.config.limits,
-                             verify=view.verify, directory=view)
+            return admit(message.body, message.user_id, limits=self.config.limits,
+                         verify=view.verify, directory=view)
         except VdxError as exc:
             metrics.DOCUMENTS.labels("rejected", exc.code).inc()
-            return _Refused(exc, self._addressee(view, message), key)
+            return _Refused(exc, self._addressee(view, message))
         finally:
             metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
-        return _Accepted(admitted, key)
 
-    def _record(self, session: Session, message: Incoming, outcome) -> list[OutboxRow]:
-        if isinstance(outcome, _Seen):
-            return []
-        journal.record_inbound(session, outcome.key, _sha256(message.body),
-                               "refused" if isinstance(outcome, _Refused) else "admitted")
-        if isinstance(outcome, _Refused):
-            return self._reject(session, message, outcome)
-        return self._accept(session, message, outcome.admitted)
-
-    # ------------------------------------------------------------------ journaling
-
-    def _accept(self, session: Session, message: Incoming, a: Admitted) -> list[OutboxRow]:
+    def _plan_accept(self, plan: _Plan, message: Incoming, a: Admitted) -> None:
         r = a.route
         package = a.package
-        is_status = isinstance(package, StatusPackage)
-        keys = {rcpt: _dedup_key(r.kind, r.sender, r.document_id, rcpt, a.sha256)
-                for rcpt in r.recipients}
-        seen = journal.existing_dedup_keys(session, list(keys.values()))
-        fresh = [rcpt for rcpt in r.recipients if keys[rcpt] not in seen]
-        now = utcnow()
+        status_code = package.status_code if isinstance(package, StatusPackage) else None
+        keys = dict(zip(r.recipients, _dedup_keys(a), strict=True))
+        fresh = [rcpt for rcpt in r.recipients if keys[rcpt] not in plan.dedup_keys]
         if not fresh:
             metrics.DOCUMENTS.labels("duplicate", "").inc()
             log.info("duplicate", extra={"event": "duplicate", "sender": r.sender,
                                          "document_id": r.document_id})
-            return [self._receipt(session, Receipt.duplicate(
-                self.config.hub_id, r.sender, r.document_id, a.sha256))]
-        doc = DocumentRow(
-            kind=r.kind, sender=r.sender, document_id=r.document_id,
-            status_code=package.status_code if is_status else None,
-            business_type=(package.business.doc_type
-                           if isinstance(package, DocumentPackage) and package.business
-                           else None),
-            refers_to=r.refers_to.document_id if r.refers_to else None,
-            sha256=a.sha256, size=a.size, received_at=now,
-            message_id=message.message_id if len(message.message_id or "") <= 128 else None,
-            body=message.body,
-        )
-        session.add(doc)
-        session.flush()
-        rows = []
+            self._plan_receipt(plan, Receipt.duplicate(
+                self.config.hub_id, r.sender, r.document_id, a.sha256))
+            return
+        plan.dedup_keys.update(keys[rcpt] for rcpt in fresh)
+        now = utcnow()
+        document = {
+            "kind": r.kind, "sender": r.sender, "document_id": r.document_id,
+            "status_code": status_code,
+            "business_type": (package.business.doc_type
+                              if isinstance(package, DocumentPackage) and package.business
+                              else None),
+            "refers_to": r.refers_to.document_id if r.refers_to else None,
+            "sha256": a.sha256, "size": a.size, "received_at": now,
+            "message_id": message.message_id if len(message.message_id or "") <= 128 else None,
+            "body": message.body,
+        }
+        deliveries = []
         for rcpt in fresh:
-            delivery = DeliveryRow(id=journal.new_id(), document_pk=doc.id, dedup_key=keys[rcpt],
-                                   kind=r.kind, sender=r.sender, document_id=r.document_id,
-                                   recipient=rcpt, created_at=now)
-            session.add(delivery)
-            rows.append(OutboxRow(delivery_id=delivery.id, routing_key=rcpt, created_at=now))
-        rows.append(self._receipt(session, Receipt.accepted(
-            self.config.hub_id, r.sender, r.document_id, a.sha256,
-            status_code=package.status_code if is_status else None)))
+            delivery = _Delivery(journal.new_id(), r.sender, r.document_id, rcpt, a.sha256,
+                                 status_code)
+            deliveries.append({
+                "id": delivery.delivery_id, "dedup_key": keys[rcpt], "kind": r.kind,
+                "sender": r.sender, "document_id": r.document_id, "recipient": rcpt,
+                "created_at": now, "confirmed_at": None})
+            plan.outbox.append((_outbox_row(now, delivery_id=delivery.delivery_id,
+                                            routing_key=rcpt),
+                                self._delivery_message(delivery, r.kind, message.body, now),
+                                delivery))
+        plan.documents.append((document, deliveries))
+        self._plan_receipt(plan, Receipt.accepted(self.config.hub_id, r.sender, r.document_id,
+                                                  a.sha256, status_code=status_code))
         metrics.DOCUMENTS.labels("accepted", "").inc()
         log.info("accepted", extra={"event": "accepted", "kind": r.kind, "sender": r.sender,
                                     "document_id": r.document_id, "recipients": len(fresh)})
-        return rows
 
-    def _reject(self, session: Session, message: Incoming, refused: _Refused) -> list[OutboxRow]:
+    def _plan_reject(self, plan: _Plan, message: Incoming, refused: _Refused,
+                     digest: str) -> None:
         log.info("rejected", extra={"event": "rejected", "code": refused.error.code,
                                     "user": message.user_id})
-        if refused.addressee is None:
-            return []  # no registered node to tell
-        return [self._receipt(session, Receipt.rejected(
-            self.config.hub_id, refused.addressee, refused.error, _sha256(message.body)))]
+        if refused.addressee is not None:  # else: no registered node to tell
+            self._plan_receipt(plan, Receipt.rejected(
+                self.config.hub_id, refused.addressee, refused.error, digest))
 
     def _addressee(self, view, message: Incoming) -> str | None:
         """Who is told of a refusal: the publishing node, or, when a trusted adapter (the
@@ -382,55 +421,82 @@ class HubWorker:
             return None
         return sender if sender and view.may_publish_for(user, sender) else None
 
-    def _receipt(self, session: Session, receipt: Receipt) -> OutboxRow:
-        body = self.services.make_receipt(receipt)
-        session.add(ReceiptRow(
-            id=receipt.receipt_id, kind=receipt.kind, addressee=receipt.addressee,
-            document_id=receipt.document_id, recipient=receipt.recipient,
-            delivery_id=receipt.delivery_id, error_code=receipt.error_code,
-            status_code=receipt.status_code, created_at=utcnow(), body=body,
-        ))
-        self._ledger_pending.append(receipt.ledger_fields(body))
-        return OutboxRow(receipt_id=receipt.receipt_id, routing_key=receipt.addressee,
-                         created_at=utcnow())
+    def _plan_receipt(self, plan: _Plan, receipt: Receipt, body: bytes | None = None) -> None:
+        """Sign ``receipt`` (unless ``body`` is its signed form already) and plan its row,
+        its ledger entry and its outbox row."""
+        if body is None:
+            body = self.services.make_receipt(receipt)
+        now = utcnow()
+        plan.receipts.append({
+            "id": receipt.receipt_id, "kind": receipt.kind, "addressee": receipt.addressee,
+            "document_id": receipt.document_id, "recipient": receipt.recipient,
+            "delivery_id": receipt.delivery_id, "error_code": receipt.error_code,
+            "status_code": receipt.status_code, "created_at": now, "body": body})
+        plan.ledger.append(receipt.ledger_fields(body))
+        plan.outbox.append((_outbox_row(now, receipt_id=receipt.receipt_id,
+                                        routing_key=receipt.addressee),
+                            self._receipt_message(receipt.receipt_id, receipt.addressee,
+                                                  receipt.kind, receipt.document_id, body),
+                            None))
 
-    def _append_ledger(self, session: Session) -> None:
-        """Lock the head once per transaction, as late as possible, and append."""
-        pending, self._ledger_pending = self._ledger_pending, []
-        if pending:
+    # ------------------------------------------------------------------ journaling
+
+    def _write(self, session: Session, plan: _Plan) -> list[tuple[_Published, Outgoing]]:
+        """Insert ``plan`` (a few multi-row INSERTs, the ledger last so its lock is held
+        the shortest); return each outbox row's publication."""
+        journal.insert_rows(session, InboundRow, plan.inbound)
+        pks = journal.insert_returning_ids(session, DocumentRow,
+                                           [document for document, _ in plan.documents])
+        journal.insert_rows(session, DeliveryRow, [
+            delivery | {"document_pk": pk}
+            for pk, (_, deliveries) in zip(pks, plan.documents, strict=True)
+            for delivery in deliveries])
+        journal.insert_rows(session, ReceiptRow, plan.receipts)
+        outbox_ids = journal.insert_returning_ids(session, OutboxRow,
+                                                  [row for row, _, _ in plan.outbox])
+        if plan.ledger:
             head = journal.lock_ledger_head(session)
-            journal.append_ledger(session, head, pending, self.services.sign_hash)
+            journal.append_ledger(session, head, plan.ledger, self.services.sign_hash)
+        return [(_Published(outbox_id, delivery, message.message_id), message)
+                for outbox_id, (_, message, delivery) in zip(outbox_ids, plan.outbox,
+                                                              strict=True)]
 
     # ------------------------------------------------------------------ publishing
 
-    def _outbox_rows(self, session: Session, rows: list[OutboxRow]):
-        """Insert the outbox rows after what they refer to (the tables have no ORM
-        relationships to order the inserts), and pair each with its message."""
-        session.flush()
-        session.add_all(rows)
-        session.flush()
-        return [(row, self._outgoing(session, row)) for row in rows]
+    def _delivery_message(self, delivery: _Delivery, kind: str, body: bytes,
+                          received_at) -> Outgoing:
+        return Outgoing(DELIVER_EXCHANGE, delivery.recipient, body, delivery.delivery_id,
+                        f"edxml.{kind}", {
+                            "x-vdx-hub": self.config.hub_id, "x-vdx-hop": 1,
+                            "x-vdx-delivery-id": delivery.delivery_id,
+                            "x-vdx-sender": delivery.sender,
+                            "x-vdx-document-id": delivery.document_id, "x-vdx-kind": kind,
+                            "x-vdx-received-at": received_at.isoformat()})
 
-    def _outgoing(self, session: Session, row: OutboxRow) -> Outgoing:
-        headers = {"x-vdx-hub": self.config.hub_id, "x-vdx-hop": 1,
-                   "x-vdx-published-at": utcnow().isoformat()}
+    def _receipt_message(self, receipt_id: str, addressee: str, kind: str,
+                         document_id: str | None, body: bytes) -> Outgoing:
+        return Outgoing(DELIVER_EXCHANGE, addressee, body, receipt_id, "vdx.receipt", {
+            "x-vdx-hub": self.config.hub_id, "x-vdx-hop": 1, "x-vdx-receipt-kind": kind,
+            "x-vdx-document-id": document_id or ""})
+
+    def _outgoing(self, session: Session, row: OutboxRow) -> tuple[_Published, Outgoing]:
+        """An outbox row committed earlier (a relay), read back as its publication."""
         if row.delivery_id is not None:
             delivery = session.get(DeliveryRow, row.delivery_id)
             doc = session.get(DocumentRow, delivery.document_pk)
-            headers |= {"x-vdx-delivery-id": delivery.id, "x-vdx-sender": delivery.sender,
-                        "x-vdx-document-id": delivery.document_id, "x-vdx-kind": delivery.kind,
-                        "x-vdx-received-at": doc.received_at.isoformat()}
-            return Outgoing(DELIVER_EXCHANGE, row.routing_key, doc.body, delivery.id,
-                            f"edxml.{delivery.kind}", headers)
+            carried = _Delivery(delivery.id, delivery.sender, delivery.document_id,
+                                delivery.recipient, doc.sha256, doc.status_code)
+            message = self._delivery_message(carried, delivery.kind, doc.body, doc.received_at)
+            return _Published(row.id, carried, message.message_id), message
         receipt = session.get(ReceiptRow, row.receipt_id)
-        headers |= {"x-vdx-receipt-kind": receipt.kind,
-                    "x-vdx-document-id": receipt.document_id or ""}
-        return Outgoing(DELIVER_EXCHANGE, row.routing_key, receipt.body, receipt.id,
-                        "vdx.receipt", headers)
+        message = self._receipt_message(receipt.id, row.routing_key, receipt.kind,
+                                        receipt.document_id, receipt.body)
+        return _Published(row.id, None, message.message_id), message
 
-    def _publish(self, row: OutboxRow, message: Outgoing) -> None:
-        token = _Published(row.id, row.delivery_id, message.message_id)
-        self._channel.publish(message, token)
+    def _publish_all(self, published: list[tuple[_Published, Outgoing]]) -> None:
+        stamp = {"x-vdx-published-at": utcnow().isoformat()}
+        for token, message in published:
+            self._channel.publish(replace(message, headers=message.headers | stamp), token)
 
     def _relay_outbox(self, older_than: float = 0.0) -> None:
         """Publish what was committed but never confirmed (after a crash or a restart)."""
@@ -441,16 +507,15 @@ class HubWorker:
             try:
                 with self.sessions() as session:
                     rows = journal.unpublished(session, after=after, older_than=older_than)
-                    batch = [(row, self._outgoing(session, row)) for row in rows]
+                    batch = [self._outgoing(session, row) for row in rows]
             except SQLAlchemyError:
                 log.warning("cannot read the outbox now; will retry",
                             extra={"event": "relay_error"})
                 return
             if not batch:
                 return
-            for row, message in batch:
-                self._publish(row, message)
-            after = batch[-1][0].id
+            self._publish_all(batch)
+            after = batch[-1][0].outbox_id
             log.info("relayed outbox", extra={"event": "relay", "count": len(batch)})
 
     def _on_confirm(self, tokens: list[object], ok: bool) -> None:
@@ -476,38 +541,50 @@ class HubWorker:
         self._returned.add(message_id)
 
     def _flush_confirmed(self) -> None:
+        """Record what the broker confirmed; answer each delivery with its signed
+        ``delivered`` receipt (signed before the transaction; a relayed copy whose
+        delivery was confirmed before gets none)."""
         if self._confirm_timer is not None:
             self._channel.remove_timeout(self._confirm_timer)
             self._confirm_timer = None
         confirmed, self._confirmed = self._confirmed, []
         if not confirmed:
             return
+        signed = {}
+        for p in confirmed:
+            if (d := p.delivery) is not None:
+                receipt = Receipt.delivered(self.config.hub_id, d.sender, d.document_id,
+                                            d.recipient, d.delivery_id, d.sha256,
+                                            status_code=d.status_code)
+                signed[d.delivery_id] = (receipt, self.services.make_receipt(receipt))
         now = utcnow()
-        self._ledger_pending = []
         try:
-            with self.sessions.begin() as session:
+            with self._writer, self.sessions.begin() as session:
                 journal.mark_published(session, [p.outbox_id for p in confirmed], now)
-                receipts = []
-                for p in confirmed:
-                    if p.delivery_id is None:
-                        continue
-                    delivery = journal.claim_confirmation(session, p.delivery_id, now)
-                    if delivery is None:
-                        continue  # a relayed copy: its receipt exists already
-                    doc = session.get(DocumentRow, delivery.document_pk)
-                    receipts.append(self._receipt(session, Receipt.delivered(
-                        self.config.hub_id, delivery.sender, delivery.document_id,
-                        delivery.recipient, delivery.id, doc.sha256,
-                        status_code=doc.status_code)))
-                self._append_ledger(session)
-                new_rows = self._outbox_rows(session, receipts)
+                claimed = journal.claim_confirmations(session, list(signed), now)
+                plan = _Plan()
+                for delivery_id, (receipt, body) in signed.items():
+                    if delivery_id in claimed:
+                        self._plan_receipt(plan, receipt, body)
+                published = self._write(session, plan)
         except SQLAlchemyError:
             log.exception("database error while recording confirms; closing")
             self._channel.close()
             return
-        for row, message in new_rows:
-            self._publish(row, message)
+        self._publish_all(published)
         metrics.PENDING.set(self._channel.unconfirmed)
+
+
+def _outbox_row(now, *, routing_key: str, delivery_id: str | None = None,
+                receipt_id: str | None = None) -> dict:
+    return {"delivery_id": delivery_id, "receipt_id": receipt_id, "routing_key": routing_key,
+            "created_at": now, "published_at": None}
+
+
+def _dedup_keys(a: Admitted) -> list[str]:
+    """One key per recipient of ``a``, in the route's order."""
+    r = a.route
+    return [_dedup_key(r.kind, r.sender, r.document_id, rcpt, a.sha256) for rcpt in r.recipients]
 
 
 def _dedup_key(kind: str, sender: str, document_id: str, recipient: str, sha256: str) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    insert,
     select,
     update,
 )
@@ -177,15 +178,25 @@ def seen_inbound(session: Session, key: str) -> bool:
     return session.get(InboundRow, key) is not None
 
 
+def seen_inbound_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` were recorded before: one query per chunk, not one per message."""
+    return {key for chunk in _chunks(keys)
+            for key in session.scalars(select(InboundRow.key).where(InboundRow.key.in_(chunk)))}
+
+
 def record_inbound(session: Session, key: str, sha256: str, outcome: str) -> None:
     session.add(InboundRow(key=key, sha256=sha256, outcome=outcome, at=utcnow()))
 
 
 def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    if not keys:
-        return set()
-    return set(session.scalars(select(DeliveryRow.dedup_key)
-                               .where(DeliveryRow.dedup_key.in_(keys))).all())
+    return {key for chunk in _chunks(keys)
+            for key in session.scalars(select(DeliveryRow.dedup_key)
+                                       .where(DeliveryRow.dedup_key.in_(chunk)))}
+
+
+def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
+    """``items`` in slices small enough for any database's limit on bound parameters."""
+    return (items[i:i + size] for i in range(0, len(items), size))
 
 
 def new_id() -> str:
@@ -209,19 +220,33 @@ def append_ledger(session: Session, head: LedgerHeadRow, entries: Iterable[dict]
     previous: LedgerEntry | None = None if head.seq == 0 else _head_entry(session, head)
     written = []
     for fields in entries:
-        entry = next_entry(previous, sign=sign, **fields)
-        session.add(LedgerRow(
-            seq=entry.seq, kind=entry.kind, document_id=entry.document_id,
-            sender=entry.sender, recipient=entry.recipient, receipt_id=entry.receipt_id,
-            receipt_sha256=entry.receipt_sha256, created_at=entry.created_at,
-            prev_hash=entry.prev_hash, entry_hash=entry.entry_hash,
-            hub_signature=entry.hub_signature,
-        ))
-        written.append(entry)
-        previous = entry
+        previous = next_entry(previous, sign=sign, **fields)
+        written.append(previous)
+    insert_rows(session, LedgerRow, [{
+        "seq": e.seq, "kind": e.kind, "document_id": e.document_id, "sender": e.sender,
+        "recipient": e.recipient, "receipt_id": e.receipt_id,
+        "receipt_sha256": e.receipt_sha256, "created_at": e.created_at,
+        "prev_hash": e.prev_hash, "entry_hash": e.entry_hash, "hub_signature": e.hub_signature,
+    } for e in written])
     if previous is not None:
         head.seq, head.entry_hash = previous.seq, previous.entry_hash
     return written
+
+
+def insert_rows(session: Session, model: type[Base], rows: Sequence[dict]) -> None:
+    """One multi-row INSERT (Core, no unit of work) for ``rows`` of ``model``'s table."""
+    if rows:
+        session.execute(insert(model.__table__), list(rows))
+
+
+def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dict],
+                         ) -> list[int]:
+    """Like :func:`insert_rows`, returning the generated ``id`` of each row, in order."""
+    if not rows:
+        return []
+    table = model.__table__
+    return list(session.scalars(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), list(rows)))
 
 
 def _head_entry(session: Session, head: LedgerHeadRow) -> LedgerEntry:
@@ -247,6 +272,21 @@ def unpublished(session: Session, limit: int = 500, after: int = 0,
     return list(session.scalars(query.order_by(OutboxRow.id).limit(limit)))
 
 
+def claim_confirmations(session: Session, delivery_ids: Sequence[str], when: datetime,
+                        ) -> set[str]:
+    """Mark deliveries confirmed in one statement per chunk; return the ids this call
+    claimed (not those another worker, or an earlier relay, confirmed first)."""
+    claimed: set[str] = set()
+    for chunk in _chunks(delivery_ids):
+        claimed.update(session.scalars(
+            update(DeliveryRow.__table__)
+            .where(DeliveryRow.__table__.c.id.in_(chunk),
+                   DeliveryRow.__table__.c.confirmed_at.is_(None))
+            .values(confirmed_at=when)
+            .returning(DeliveryRow.__table__.c.id)))
+    return claimed
+
+
 def claim_confirmation(session: Session, delivery_id: str, when: datetime) -> DeliveryRow | None:
     """Mark a delivery confirmed; ``None`` if another worker (or a relay) did it first."""
     claimed = session.execute(
@@ -270,6 +310,6 @@ def count_attempt(session: Session, sha256: str, user_id: str | None) -> int:
 
 
 def mark_published(session: Session, outbox_ids: Sequence[int], when: datetime) -> None:
-    if outbox_ids:
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(outbox_ids))
+    for chunk in _chunks(outbox_ids):
+        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk))
                         .values(published_at=when))

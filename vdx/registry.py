@@ -274,16 +274,17 @@ def admin_log(session: Session, target: str | None = None) -> tuple[AdminEntry, 
                  for r in session.scalars(query))
 
 
-def registered_certificates(session: Session, code: str,
-                            now: datetime | None = None) -> tuple[x509.Certificate, ...]:
+def registered_certificates(session: Session, code: str, now: datetime | None = None, *,
+                            status: str | None | object = ...) -> tuple[x509.Certificate, ...]:
     """The certificates that may sign for ``code`` at ``now``: the current one first, then
     the previous one while its overlap lasts.
 
     This is the signature verifier's ``registered`` lookup. It refuses senders that may
     not send at all: ``registry.unknown_node``, ``registry.node_suspended``,
-    ``registry.node_revoked``.
+    ``registry.node_revoked``. ``status``: the node's status if the caller read it already.
     """
-    status = node_status(session, code)
+    if status is ...:
+        status = node_status(session, code)
     if status is None:
         raise RegistryError("registry.unknown_node", f"{code} is not registered")
     if status != ACTIVE:
@@ -294,7 +295,14 @@ def registered_certificates(session: Session, code: str,
     usable = [r for r in rows if r.status == CURRENT
               or (r.overlap_until is not None and now < r.overlap_until)]
     usable.sort(key=lambda r: r.status != CURRENT)
-    return tuple(_load_pem(r.pem) for r in usable)
+    return tuple(_load_pem_cached(r.pem) for r in usable)
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_pem_cached(pem: str) -> x509.Certificate:
+    """Parsing a certificate costs more than reading it: the same PEM is the same
+    (immutable) certificate object, so a worker parses each one once."""
+    return _load_pem(pem)
 
 
 def registered_lookup(session: Session) -> Callable[[str], tuple[x509.Certificate, ...]]:

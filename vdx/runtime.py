@@ -8,13 +8,15 @@ and returns the :class:`vdx.hub.HubServices` the worker calls.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cryptography import x509
 from lxml import etree
 from sqlalchemy.orm import Session
 
 from . import gateway, journal, pki, registry
 from .admin import HubConfig
+from .errors import VdxError
 from .hub import HubServices
 from .ledger import make_hash_signer
 from .receipts import Receipt, sign_receipt
@@ -28,24 +30,51 @@ log = logging.getLogger("vdx.hub")
 
 @dataclass
 class RegistryView:
-    """The registry and the journal as one message's checks see them (one session)."""
+    """The registry and the journal as one batch's checks see them (one read session).
+
+    Node statuses, certificates and gateway delegations are read once per batch and
+    remembered for it: a batch is decided in a few milliseconds, the same snapshot a
+    single transaction would give, and a change by an admin applies from the next batch.
+    """
 
     session: Session
     verifier: Verifier
     gateway_user: str | None = None  # the VXP gateway's broker account, if it may publish
+    _statuses: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _served: dict[str, bool] = field(default_factory=dict, repr=False)
+    _certificates: dict[str, object] = field(default_factory=dict, repr=False)
 
     def node_status(self, code: str) -> str | None:
-        return registry.node_status(self.session, code)
+        if code not in self._statuses:
+            self._statuses[code] = registry.node_status(self.session, code)
+        return self._statuses[code]
 
     def may_publish_for(self, user_id: str, sender: str) -> bool:
-        return user_id == self.gateway_user and gateway.serves(self.session, sender)
+        if user_id != self.gateway_user:
+            return False
+        if sender not in self._served:
+            self._served[sender] = gateway.serves(self.session, sender)
+        return self._served[sender]
 
     def known_document(self, sender: str, document_id: str) -> KnownDocument | None:
         return journal.known_document(self.session, sender, document_id)
 
+    def registered(self, code: str) -> tuple[x509.Certificate, ...]:
+        """:func:`vdx.registry.registered_certificates`, remembered for the batch (a
+        refusal too: it is raised again for the next package from ``code``)."""
+        if code not in self._certificates:
+            try:
+                self._certificates[code] = registry.registered_certificates(
+                    self.session, code, status=self.node_status(code))
+            except VdxError as exc:
+                self._certificates[code] = exc
+        found = self._certificates[code]
+        if isinstance(found, VdxError):
+            raise found
+        return found
+
     def verify(self, tree: etree._ElementTree, sender: str) -> etree._ElementTree:
-        registered = registry.registered_lookup(self.session)
-        return self.verifier.verify(tree, sender, registered).signed_tree
+        return self.verifier.verify(tree, sender, self.registered).signed_tree
 
 
 @dataclass(frozen=True)

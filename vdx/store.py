@@ -19,6 +19,7 @@ batch of messages; repository functions take that session as a parameter.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,6 +217,40 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")  # ignored (stays "memory") in memory
     finally:
         cursor.close()
+
+
+class WriterLock:
+    """Serialises a SQLite database's writers across processes with ``flock``.
+
+    SQLite lets one writer in at a time and makes the others poll: its busy handler
+    sleeps 1, 2, 5 … up to 100 ms between tries, so two hub workers writing short
+    transactions wait for each other far longer than the transactions last. A blocking
+    ``flock`` on a file beside the database wakes the next writer as soon as the lock is
+    released. Other databases lock rows themselves: for them this does nothing.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        url = engine.url
+        database = url.database if url.get_backend_name() == "sqlite" else None
+        self._path = (None if not database or database == ":memory:"
+                      or database.startswith("file:") else f"{database}-writer.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        if self._path is not None:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
