@@ -66,6 +66,7 @@ from bench.amqp import Consumer, declare_quorum_queue, publish_all  # noqa: E402
 from bench.profile import Sampler, render, summarise  # noqa: E402
 from vdx import build, envelope, model, provision  # noqa: E402
 from vdx.client import NodeClient  # noqa: E402
+from vdx.errors import VdxError  # noqa: E402
 from vdx.trust import TrustStore  # noqa: E402
 from vdx.verify import Verifier  # noqa: E402
 
@@ -581,6 +582,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    try:
+        rig.broker_api().get("overview")
+    except VdxError as exc:  # before anything is created: nothing to clean up
+        print(f"bench: {exc.message}", file=sys.stderr)
+        return 2
     rig.install_signal_handlers()
     started = time.monotonic()
     backends = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
