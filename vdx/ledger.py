@@ -123,7 +123,12 @@ def entry_content(seq: int, kind: str, document_id: str | None, sender: str | No
     for value in fields[2:]:
         if value is not None and not isinstance(value, str):
             raise TypeError(f"ledger fields are text, not {type(value).__name__}")
-    return json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return _ENCODE(fields).encode("ascii")
+
+
+# json.dumps(fields, ensure_ascii=True, separators=(",", ":")) builds this encoder anew on
+# every call; the encoder keeps no state between calls.
+_ENCODE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 def compute_hash(entry: LedgerEntry) -> str:
@@ -162,13 +167,14 @@ def next_entry(prev: LedgerEntry | None, *, kind: str, document_id: str | None =
     elif format_utc(parse_utc(created_at)) != created_at:
         raise ValueError(f"created_at is not a canonical UTC timestamp: {created_at!r}")
     seq, prev_hash = (1, GENESIS_HASH) if prev is None else (prev.seq + 1, prev.entry_hash)
-    unsigned = LedgerEntry(seq, kind, document_id, sender, recipient, receipt_id,
-                           receipt_sha256, created_at, prev_hash, "", b"")
-    entry_hash = compute_hash(unsigned)
-    signature = sign(signing_input(entry_hash))
+    digest = hashlib.sha256(entry_content(seq, kind, document_id, sender, recipient,
+                                          receipt_id, receipt_sha256, created_at, prev_hash))
+    entry_hash = digest.hexdigest()  # = compute_hash(the entry)
+    signature = sign(digest.digest())  # = signing_input(entry_hash)
     if not isinstance(signature, bytes):
         raise TypeError("sign must return bytes")
-    return replace(unsigned, entry_hash=entry_hash, hub_signature=signature)
+    return LedgerEntry(seq, kind, document_id, sender, recipient, receipt_id,
+                       receipt_sha256, created_at, prev_hash, entry_hash, signature)
 
 
 def head_of(entries: Iterable[LedgerEntry]) -> LedgerHead | None:
@@ -186,10 +192,11 @@ def make_hash_signer(private_key, *, rsa_padding: RsaPadding = "pss") -> Sign:
     """A ``sign`` for :func:`next_entry`: RSA (PSS or PKCS#1 v1.5) or ECDSA with SHA-256,
     or Ed25519. Load the key once; the signer is safe to share between threads."""
     if isinstance(private_key, rsa.RSAPrivateKey):
-        pad = _rsa_padding(rsa_padding, signing=True)
-        return lambda data: private_key.sign(data, pad, hashes.SHA256())
+        pad, sha256 = _rsa_padding(rsa_padding, signing=True), hashes.SHA256()
+        return lambda data: private_key.sign(data, pad, sha256)
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return lambda data: private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+        ecdsa = ec.ECDSA(hashes.SHA256())  # stateless: made once, shared by every call
+        return lambda data: private_key.sign(data, ecdsa)
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         return private_key.sign
     raise TypeError(f"unsupported key type {type(private_key).__name__}")

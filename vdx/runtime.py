@@ -19,7 +19,7 @@ from .admin import HubConfig
 from .errors import VdxError
 from .hub import HubServices
 from .ledger import make_hash_signer
-from .receipts import Receipt, sign_receipt
+from .receipts import Receipt, signed_receipt
 from .routing import KnownDocument
 from .signing import Signer
 from .trust import TrustStore
@@ -93,7 +93,7 @@ def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -
     sign_hash = make_hash_signer(keys.signer.key)
 
     def make_receipt(receipt: Receipt) -> bytes:
-        return sign_receipt(receipt, keys.signer.sign_receipt)
+        return signed_receipt(receipt, keys.signer)
 
     return HubServices(
         view=lambda session: RegistryView(session, verifier,
