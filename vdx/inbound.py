@@ -50,7 +50,7 @@ def verify_delivery(body: bytes, sender: str, verifier: Verifier) -> tuple[Packa
     ``signature.wrong_signer`` when the package names another sender than ``sender``).
     """
     tree = load_tree(body)
-    verified = verify_offline(tree, verifier)
+    verified = verify_offline(tree, verifier, consume=True)  # the tree is ours alone
     if verified.sender_code != sender:
         raise SignatureError("signature.wrong_signer",
                              f"the hub delivered it as sent by {sender}, but the package "

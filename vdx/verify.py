@@ -19,34 +19,55 @@ with a stable code, cheapest and least trusting first:
    built and verified by ``cryptography.x509.verification`` (``signature.untrusted_certificate``),
    not on its issuer's CRL (``signature.revoked_certificate``; no fresh CRL:
    ``signature.revocation_unknown``);
-5. ``check_xml_signature``: signxml verifies the signature value and the digest with the
-   pinned certificate and the same algorithm allow-list (``signature.invalid``,
-   ``signature.digest_mismatch``).
+5. ``check_xml_signature``: the ``SignatureValue`` over the canonical ``SignedInfo``,
+   with the pinned certificate's key (``cryptography``: RSA PKCS#1 v1.5, or ECDSA whose
+   XML-DSig value is ``r || s``); a ``KeyValue`` beside the certificate must be its key
+   (``signature.invalid``); then the ``DigestValue``, read from that canonical
+   ``SignedInfo``, against the digest of the document without its ``ds:Signature``
+   (``signature.digest_mismatch``, compared in constant time).
 
-The result holds only what was signed (signxml's ``VerifyResult.signed_xml``: the
-canonical document without its signature and without comments); later steps read that.
+Step 5 is this module's own. signxml, which did it before, serialised and re-parsed the
+whole document three times and canonicalised it into one bytes object (about 5x the
+package in memory); it stays as the reference that ``tests/test_verify_differential.py``
+compares with. Here the digest comes from libxml2's C14N of the tree with its signature
+detached, except each attachment's text, which is escaped and hashed in chunks (libxml2
+would first take twice its size): beyond the tree, one copy of one attachment's text at a
+time, plus the copy of the tree that is the result unless ``consume=True``. Only the
+structure steps 1 and 2 pinned is supported: one ``Reference URI=""``, enveloped, then
+exclusive or inclusive C14N without comments (C14N 1.1, if a policy allows it, is
+computed as 1.0, as signxml did).
+
+The result holds only what was signed: the document without its ``ds:Signature``, its
+comments and the nodes outside its root element (the node-set the digest covered), as a
+tree: a copy, or the caller's own tree with ``consume=True``. Later steps read that.
 """
 
 from __future__ import annotations
 
 import binascii
+import copy
+import hashlib
+import hmac
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
 from cryptography.x509 import verification
 from lxml import etree
-from signxml import SignatureConfiguration, XMLVerifier
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
-from signxml.exceptions import (
-    InvalidCertificate,
-    InvalidDigest,
-    InvalidSignature,
-    SignXMLException,
-)
 
 from .envelope import load_tree
 from .errors import SignatureError
@@ -66,8 +87,8 @@ log = logging.getLogger(__name__)
 _E = f"{{{EDXML_NS}}}"
 _DS = f"{{{DS_NS}}}"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-_HEADER_PATH = f"./{_E}edXMLEnvelope/{_E}edXMLHeader/"
 _EDXML, _ENVELOPE, _HEADER = f"{_E}edXML", f"{_E}edXMLEnvelope", f"{_E}edXMLHeader"
+_ATTACHMENT_TEXT = f"{_E}ContentTransferEncoded"
 _HEADER_SHAPES = ([f"{_E}MessageHeader", DS_SIGNATURE],
                   [f"{_E}MessageHeader", f"{_E}TraceHeaderList", DS_SIGNATURE])
 (_SIGNED_INFO, _C14N_METHOD, _SIGNATURE_METHOD, _REFERENCE, _TRANSFORMS, _TRANSFORM,
@@ -99,6 +120,26 @@ SHA1_ALGORITHMS = frozenset({"rsa-sha1", "ecdsa-sha1", "sha1"})
 _SIGNATURE_NAME = {m.value: n for n, m in SIGNATURE_ALGORITHMS.items()}
 _DIGEST_NAME = {m.value: n for n, m in DIGEST_ALGORITHMS.items()}
 _C14N_NAME = {m.value: n for n, m in C14N_ALGORITHMS.items()}
+_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_INCLUSIVE_NAMESPACES = f"{{{_EXC_C14N}}}InclusiveNamespaces"
+_DSIG11 = "{http://www.w3.org/2009/xmldsig11#}"
+_KEY_VALUE, _RSA_KEY_VALUE, _MODULUS, _EXPONENT = (
+    f"{_DS}{name}" for name in ("KeyValue", "RSAKeyValue", "Modulus", "Exponent"))
+_EC_KEY_VALUE, _NAMED_CURVE, _EC_PUBLIC_KEY, _DER_KEY_VALUE = (
+    f"{_DSIG11}{name}" for name in ("ECKeyValue", "NamedCurve", "PublicKey",
+                                     "DEREncodedKeyValue"))
+_NAMED_CURVES = {  # dsig11:NamedCurve URIs signxml knew, by cryptography's curve name
+    "urn:oid:1.2.840.10045.3.1.7": "secp256r1", "urn:oid:1.3.132.0.34": "secp384r1",
+    "urn:oid:1.3.132.0.35": "secp521r1", "urn:oid:1.2.840.10045.3.1.1": "secp192r1",
+    "urn:oid:1.3.132.0.33": "secp224r1",
+}
+_SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "rsa-sha256": hashes.SHA256, "rsa-sha384": hashes.SHA384, "rsa-sha512": hashes.SHA512,
+    "ecdsa-sha256": hashes.SHA256, "ecdsa-sha384": hashes.SHA384,
+    "ecdsa-sha512": hashes.SHA512, "rsa-sha1": hashes.SHA1, "ecdsa-sha1": hashes.SHA1,
+}
+_DIGEST_HASHES = {"sha256": "sha256", "sha384": "sha384", "sha512": "sha512", "sha1": "sha1"}
+_XML_WHITESPACE = " \t\r\n"
 
 
 def _utcnow() -> datetime:
@@ -142,8 +183,8 @@ DEFAULT_POLICY = VerificationPolicy()
 class Verified:
     """A signature that passed every check, and the only content later steps may read.
 
-    ``signed_tree`` is the canonical form of exactly what was signed: the document
-    without its ``ds:Signature`` and without comments.
+    ``signed_tree`` holds exactly what was signed: the document without its
+    ``ds:Signature``, without comments and without the nodes outside its root element.
     """
 
     signed_tree: etree._ElementTree = field(repr=False)
@@ -187,17 +228,7 @@ class _SignedInfo:
     digest_algorithm: str
     c14n_algorithm: str
     key_certs: tuple[bytes, ...]  # DER of each KeyInfo/X509Data/X509Certificate
-
-
-class _XMLVerifier(XMLVerifier):
-    def get_root(self, data):  # noqa: ANN001, ANN201 - signxml's signature
-        # signxml copies an element it is given (serialise + parse: 1.5 ms for 1 MiB)
-        # so that it may modify it; but verify() only reads that root and copies it
-        # again before removing the signature (tests/test_verify.py checks the tree is
-        # left untouched). Our tree comes from vdx.xmlsafe, so the copy buys nothing.
-        if isinstance(data, etree._Element):
-            return data
-        return super().get_root(data)
+    signature: etree._Element = field(repr=False, compare=False)  # the located ds:Signature
 
 
 class Verifier:
@@ -212,23 +243,6 @@ class Verifier:
     def __init__(self, trust: TrustStore, policy: VerificationPolicy = DEFAULT_POLICY) -> None:
         self.trust = trust
         self.policy = policy
-        self._config = SignatureConfiguration(
-            require_x509=True,
-            location=_HEADER_PATH,
-            expect_references=1,
-            signature_methods=frozenset(
-                SIGNATURE_ALGORITHMS[n] for n in policy.signature_algorithms),
-            digest_algorithms=frozenset(
-                DIGEST_ALGORITHMS[n] for n in policy.digest_algorithms),
-            # XML-DSig's implicit node-set-to-octets step is C14N 1.0 (signxml defaults to 1.1).
-            default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
-        )
-        self._legacy_config = replace(
-            self._config,
-            signature_methods=self._config.signature_methods
-            | {SignatureMethod.RSA_SHA1, SignatureMethod.ECDSA_SHA1},
-            digest_algorithms=self._config.digest_algorithms | {DigestAlgorithm.SHA1},
-        )
         # The end-entity profile: any EKU (agencies' certificates come from several CAs),
         # but a KeyUsage for signing documents. CAs get the Web PKI CA profile.
         self._ee_policy = verification.ExtensionPolicy.permit_all().require_present(
@@ -240,20 +254,29 @@ class Verifier:
     # ---------------------------------------------------------------------- the steps --
 
     def verify(self, package: bytes | etree._ElementTree | etree._Element, sender_code: str,
-               registered: Registered) -> Verified:
+               registered: Registered, *, consume: bool = False) -> Verified:
         """Verify ``package`` as sent by ``sender_code``; ``registered(code)`` returns the
         certificates registered for an agency.
 
         ``package`` is untrusted bytes, or a tree from :func:`vdx.envelope.load_tree`.
         Raises :class:`~vdx.errors.SignatureError` (or ``EnvelopeError`` for bytes that
         are not a valid package).
+
+        A tree is only read: ``signed_tree`` is then a copy of it (one more copy of the
+        package in memory while both live). With ``consume=True`` the caller hands the
+        tree over instead: if the signature holds, ``signed_tree`` *is* that tree, with
+        its ``ds:Signature``, comments and the nodes outside the root element taken out,
+        and nothing is copied; if it does not, the ``ds:Signature`` is put back where it
+        was (lxml may drop namespace declarations on it that its ancestors make
+        redundant). Bytes are always consumed: their tree is private.
         """
+        consume = consume or isinstance(package, bytes)
         tree = _as_tree(package)
         signature = self.locate(tree)
         info = self.read_signed_info(signature, sender_code)
         certificate = self.pin_signer(info, sender_code, registered)
         self.check_certificate(certificate)
-        return self.check_xml_signature(tree, certificate, info, sender_code)
+        return self.check_xml_signature(tree, certificate, info, sender_code, consume=consume)
 
     def locate(self, tree: etree._ElementTree) -> etree._Element:
         root = tree.getroot()
@@ -320,7 +343,8 @@ class Verifier:
         key_certs = tuple(_base64(cert.text) for key_info in key_infos
                           for data in key_info.iterchildren(_X509_DATA)
                           for cert in data.iterchildren(_X509_CERTIFICATE))
-        return _SignedInfo(signature_algorithm, digest_algorithm, reference_c14n, key_certs)
+        return _SignedInfo(signature_algorithm, digest_algorithm, reference_c14n, key_certs,
+                           signature)
 
     def pin_signer(self, info: _SignedInfo, sender_code: str,
                    registered: Registered) -> x509.Certificate:
@@ -370,31 +394,29 @@ class Verifier:
         return known.chain
 
     def check_xml_signature(self, tree: etree._ElementTree, cert: x509.Certificate,
-                            info: _SignedInfo, sender_code: str) -> Verified:
-        legacy = bool({info.signature_algorithm, info.digest_algorithm} & SHA1_ALGORITHMS)
-        config = replace(self._legacy_config if legacy else self._config,
-                         verification_time=self.policy.clock())
+                            info: _SignedInfo, sender_code: str, *,
+                            consume: bool = False) -> Verified:
+        """The signature value over ``SignedInfo``, then the digest of the document.
+
+        The canonical document is never built whole: the digest hashes the C14N of the
+        tree itself (``consume``, see :meth:`verify`) or of a copy, with its
+        ``ds:Signature`` detached (the enveloped transform), and that tree, without
+        comments, is the result.
+        """
+        signature, key = info.signature, cert.public_key()
         try:
-            # A fresh XMLVerifier per call: it keeps per-call state on itself.
-            # No validate_schema: the package schema (schemas/edxml.xsd) already validated
-            # this ds:Signature against the W3C XML-DSig schema, and read_signed_info
-            # checked every element signxml reads; validating again costs ~10 %.
-            result = _XMLVerifier().verify(tree.getroot(), x509_cert=cert, expect_config=config,
-                                           parser=_parser(), validate_schema=False)
-        except InvalidDigest as exc:
-            raise SignatureError("signature.digest_mismatch", str(exc)) from exc
-        except InvalidCertificate as exc:  # the clock moved between our check and signxml's
-            raise SignatureError("signature.expired_certificate", str(exc)) from exc
-        except (InvalidSignature, SignXMLException, etree.LxmlError, ValueError,
-                TypeError) as exc:
+            canonical_info = _verify_signature_value(signature, key, info.signature_algorithm)
+            _check_key_values(signature, key)
+            expected, exclusive, prefixes = self._signed_reference(canonical_info, info)
+            signed = _signed_content(tree, info.digest_algorithm, expected, exclusive,
+                                     prefixes, consume)
+        except (etree.LxmlError, ValueError, TypeError) as exc:  # C14N or parsing failed
             raise SignatureError("signature.invalid", str(exc) or type(exc).__name__) from exc
-        signed = result.signed_xml  # type: ignore[union-attr]
-        if signed is None:
-            raise SignatureError("signature.invalid", "the signed content is not XML")
+        legacy = bool({info.signature_algorithm, info.digest_algorithm} & SHA1_ALGORITHMS)
         if legacy:
             log.warning("accepted a SHA-1 signature (%s, %s) from legacy sender %s",
                         info.signature_algorithm, info.digest_algorithm, sender_code)
-        return Verified(signed.getroottree(), cert, sender_code, info.signature_algorithm,
+        return Verified(signed, cert, sender_code, info.signature_algorithm,
                         info.digest_algorithm, info.c14n_algorithm, legacy)
 
     # -------------------------------------------------------------------- internals --
@@ -420,6 +442,36 @@ class Verifier:
                          f"canonicalization; found {algorithms}")
         # XML-DSig's node-set-to-octets default when no C14N transform is listed.
         return self._c14n_name(elements[1], refuse) if len(elements) == 2 else "c14n"
+
+    def _signed_reference(self, canonical_info: bytes,
+                          info: _SignedInfo) -> tuple[bytes, bool, list[str] | None]:
+        """The digest value and how to canonicalise the document for it (exclusive?
+        inclusive prefixes?), read from the ``SignedInfo`` whose signature was just
+        verified (its canonical form, parsed again: as signxml did, so that a comment
+        inside ``DigestValue`` cannot make us read another value than the one signed)."""
+        def refuse(code: str, message: str) -> SignatureError:
+            return SignatureError(code, message)
+
+        parts = _children(etree.fromstring(canonical_info, _parser()))
+        references = parts.get(_REFERENCE, [])
+        if len(references) != 1 or references[0].get("URI") != "":
+            raise refuse("signature.misplaced", "the signed SignedInfo does not hold exactly "
+                                                "one Reference with URI=\"\"")
+        reference_parts = _children(references[0])
+        c14n = self._check_transforms(reference_parts, refuse)
+        digest = _DIGEST_NAME.get(_one(reference_parts, _DIGEST_METHOD, refuse).get(
+            "Algorithm") or "", "")
+        if (c14n, digest) != (info.c14n_algorithm, info.digest_algorithm):  # pragma: no cover
+            raise refuse("signature.invalid", "SignedInfo names other algorithms once "
+                                              "canonicalised")
+        transforms = [t for t in reference_parts[_TRANSFORMS][0] if isinstance(t.tag, str)]
+        # No C14N transform: XML-DSig's node-set-to-octets step, inclusive C14N 1.0.
+        exclusive, prefixes = _c14n_options(transforms[1]) if len(transforms) == 2 \
+            else (False, None)
+        value = _one(reference_parts, _DIGEST_VALUE, refuse).text
+        if value is None:
+            raise refuse("signature.invalid", "DigestValue is empty")
+        return binascii.a2b_base64(value), exclusive, prefixes
 
     def _chain(self, cert: x509.Certificate, now: datetime) -> _KnownChain:
         cached = self._chains.get(cert)
@@ -498,14 +550,16 @@ def claimed_sender(tree: etree._ElementTree) -> str:
 
 
 def verify_offline(package: bytes | etree._ElementTree, verifier: Verifier,
-                   signer_certs: Sequence[x509.Certificate] = ()) -> Verified:
+                   signer_certs: Sequence[x509.Certificate] = (), *,
+                   consume: bool = False) -> Verified:
     """Verify ``package`` as sent by the agency its header names, without the registry.
 
     ``signer_certs`` stand for the sender's registered certificates (``vdx envelope
     verify --cert``). Without them, a ``KeyInfo`` certificate counts as registered only
     if its subject carries the sender's agency code (:func:`vdx.pki.agency_code_of`), so
     the trust anchors vouch for who signed. That is weaker than the hub's pinning to the
-    registry and is meant for people checking a package by hand.
+    registry and is meant for people checking a package by hand. ``consume``: as for
+    :meth:`Verifier.verify` (bytes are always consumed).
     """
     tree = _as_tree(package)
 
@@ -516,7 +570,269 @@ def verify_offline(package: bytes | etree._ElementTree, verifier: Verifier,
         offered = (_certificate(_base64(e.text)) for e in tree.getroot().iter(_X509_CERTIFICATE))
         return [c for c in offered if c is not None and agency_code_of(c) == code]
 
-    return verifier.verify(tree, claimed_sender(tree), registered)
+    return verifier.verify(tree, claimed_sender(tree), registered,
+                           consume=consume or isinstance(package, bytes))
+
+
+# ------------------------------------------------------------- step 5, the crypto --
+
+def _c14n_options(method: etree._Element) -> tuple[bool, list[str] | None]:
+    """``(exclusive, inclusive_ns_prefixes)`` of a ``CanonicalizationMethod`` or C14N
+    ``Transform``, read as signxml read them. C14N 1.1 is computed as 1.0 (lxml has no
+    1.1; signxml did the same), which the default policy does not allow anyway."""
+    exclusive = (method.get("Algorithm") or "").startswith(_EXC_C14N)
+    inclusive = method.find(f"{_INCLUSIVE_NAMESPACES}[@PrefixList]")
+    return exclusive, None if inclusive is None else inclusive.get("PrefixList", "").split(" ")
+
+
+def _verify_signature_value(signature: etree._Element, key: object, algorithm: str) -> bytes:
+    """Check ``SignatureValue`` over the canonical ``SignedInfo`` with ``key`` (the pinned
+    certificate's); return that canonical ``SignedInfo``.
+
+    ``SignedInfo`` is canonicalised where it is: lxml canonicalises an element as the
+    root of a document that declares every namespace in scope (without ``xml:*``
+    attributes of ancestors), which is what signxml got from its standalone copy of
+    ``ds:Signature``.
+    """
+    parts = _children(signature)
+    tail = signature.tail
+    if tail and tail.strip(_XML_WHITESPACE):
+        # signxml parsed ds:Signature serialised with its tail: text there failed it
+        raise SignatureError("signature.invalid", "text follows ds:Signature")
+    signed_info = parts[_SIGNED_INFO][0]
+    exclusive, prefixes = _c14n_options(_children(signed_info)[_C14N_METHOD][0])
+    canonical = etree.tostring(signed_info, method="c14n", exclusive=exclusive,
+                               with_comments=False, inclusive_ns_prefixes=prefixes)
+    value = binascii.a2b_base64(parts[_SIGNATURE_VALUE][0].text or "")
+    digest = _SIGNATURE_HASHES[algorithm]()
+    try:
+        if algorithm.startswith("rsa-") and isinstance(key, rsa.RSAPublicKey):
+            key.verify(value, canonical, padding.PKCS1v15(), digest)
+        elif algorithm.startswith("ecdsa-") and isinstance(key, ec.EllipticCurvePublicKey):
+            size = (key.key_size + 7) // 8
+            if len(value) != 2 * size:  # XML-DSig's ECDSA value is r || s, each `size` bytes
+                raise SignatureError("signature.invalid", f"an ECDSA SignatureValue on "
+                                     f"{key.curve.name} has {2 * size} bytes, not {len(value)}")
+            key.verify(encode_dss_signature(int.from_bytes(value[:size], "big"),
+                                            int.from_bytes(value[size:], "big")),
+                       canonical, ec.ECDSA(digest))
+        else:
+            raise SignatureError("signature.invalid", f"the signer certificate's key cannot "
+                                 f"make {algorithm} signatures")
+    except InvalidSignature as exc:
+        raise SignatureError("signature.invalid", "the signature value does not verify with "
+                             "the registered certificate") from exc
+    return canonical
+
+
+def _check_key_values(signature: etree._Element, key: object) -> None:
+    """A ``KeyValue`` or ``DEREncodedKeyValue`` beside the certificate must be the pinned
+    certificate's key: two keys in one ``KeyInfo`` are an ambiguity (signxml refused a
+    mismatching first one; every one is checked here). Neither is ever used to verify."""
+    for key_info in signature.iterchildren(_KEY_INFO):
+        for element in key_info.iterchildren(_KEY_VALUE, _DER_KEY_VALUE):
+            matches = (_der_key_matches if element.tag == _DER_KEY_VALUE
+                       else _key_value_matches)(element, key)
+            if not matches:
+                raise SignatureError("signature.invalid", f"KeyInfo holds a "
+                                     f"{etree.QName(element).localname} that is not the "
+                                     f"signer certificate's key")
+
+
+def _key_value_matches(key_value: etree._Element, key: object) -> bool:
+    if isinstance(key, rsa.RSAPublicKey):
+        rsa_value = key_value.find(_RSA_KEY_VALUE)
+        numbers = key.public_numbers()
+        return rsa_value is not None and (
+            _base64_int(rsa_value.find(_MODULUS)), _base64_int(rsa_value.find(_EXPONENT))
+        ) == (numbers.n, numbers.e)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        ec_value = key_value.find(_EC_KEY_VALUE)
+        curve = None if ec_value is None else ec_value.find(_NAMED_CURVE)
+        point = None if ec_value is None else ec_value.find(_EC_PUBLIC_KEY)
+        if curve is None or point is None \
+                or _NAMED_CURVES.get(curve.get("URI") or "") != key.curve.name:
+            return False
+        xy = _base64(point.text)[1:]  # an uncompressed point: 04 || x || y
+        numbers = key.public_numbers()
+        half = len(xy) // 2
+        return (int.from_bytes(xy[:half], "big"), int.from_bytes(xy[half:], "big")) == (
+            numbers.x, numbers.y)
+    return False
+
+
+def _der_key_matches(element: etree._Element, key: object) -> bool:
+    try:
+        offered = load_der_public_key(_base64(element.text))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return offered.public_bytes(*spki) == key.public_bytes(*spki)  # type: ignore[attr-defined]
+
+
+def _base64_int(element: etree._Element | None) -> int | None:
+    return None if element is None else int.from_bytes(_base64(element.text), "big")
+
+
+def _signed_content(tree: etree._ElementTree, digest_name: str, expected: bytes,
+                    exclusive: bool, prefixes: list[str] | None,
+                    consume: bool) -> etree._ElementTree:
+    """Hash the C14N of ``tree`` without its ``ds:Signature``, compare it with
+    ``expected``, and return the signed content as a tree: ``tree`` itself (``consume``)
+    or a copy (the caller's tree is then never modified).
+
+    The node-set hashed is signxml's: the root element and everything in it (nodes
+    outside the root element are not signed), minus ``ds:Signature``, minus comments
+    (C14N without comments). The tree returned holds exactly that node-set.
+    """
+    root = tree.getroot() if consume else copy.deepcopy(tree.getroot())
+    # locate() checked that this path leads to the one ds:Signature (so it does in a copy)
+    detached = _DetachedSignature(root.find(_ENVELOPE).find(_HEADER).find(DS_SIGNATURE))
+    try:
+        digest = _c14n_digest(root, digest_name, exclusive, prefixes)
+        if not hmac.compare_digest(digest, expected):
+            raise SignatureError("signature.digest_mismatch",
+                                 "the document's digest is not the signed DigestValue")
+    except BaseException:
+        if consume:
+            detached.restore()
+        raise
+    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
+    if outside:  # top-level comments and processing instructions (never in a copy)
+        etree.Element("unsigned").extend(outside)
+    etree.strip_tags(root, etree.Comment)
+    return root.getroottree()
+
+
+class _DetachedSignature:
+    """The enveloped-signature transform, done on the tree: ``ds:Signature`` is taken out
+    of its parent and the text that followed it stays where it was (appended to the
+    previous sibling's tail or to the parent's text, as signxml did)."""
+
+    def __init__(self, signature: etree._Element) -> None:
+        self.signature = signature
+        self.parent = parent = signature.getparent()
+        self.index = parent.index(signature)
+        self.previous = previous = signature.getprevious()
+        self.tail = tail = signature.tail
+        self.before = previous.tail if previous is not None else parent.text
+        if tail:
+            if previous is not None:
+                previous.tail = (self.before or "") + tail
+            else:
+                parent.text = (self.before or "") + tail
+        signature.tail = None
+        parent.remove(signature)
+
+    def restore(self) -> None:
+        """Put the signature back (lxml may drop namespace declarations it made
+        redundant: the infoset is the same, the serialisation need not be)."""
+        self.parent.insert(self.index, self.signature)
+        self.signature.tail = self.tail
+        if self.previous is not None:
+            self.previous.tail = self.before
+        else:
+            self.parent.text = self.before
+
+
+def _c14n_digest(root: etree._Element, digest_name: str, exclusive: bool,
+                 prefixes: list[str] | None) -> bytes:
+    """The digest of the C14N (without comments) of ``root`` as it is now.
+
+    libxml2 canonicalises everything except the attachments' text: for a text node it
+    allocates about twice its size (normalised copy, output buffer) before anything
+    reaches Python, and lxml has no C14N output that streams (``write_c14n`` hands the
+    whole node to ``write()`` at once, after those copies). Each ``ContentTransferEncoded``
+    (up to the package size; every other text is bounded by ``ParseLimits.max_text``)
+    is swapped, while libxml2 runs, for a stand-in that canonicalises to the same tags
+    around a random marker (:class:`_Splice`); its text is then escaped and hashed here
+    in chunks in place of the marker: one copy of the text (``.text``) instead of three.
+    The tree is changed while this runs and put back after.
+    """
+    hasher = hashlib.new(_DIGEST_HASHES[digest_name])
+    splice = _Splice(root)
+    try:
+        canonical = etree.tostring(root, method="c14n", exclusive=exclusive,
+                                   with_comments=False, inclusive_ns_prefixes=prefixes)
+    finally:
+        splice.restore()
+    view, position = memoryview(canonical), 0
+    for marker, element in splice.swapped:  # in document order, as C14N wrote them
+        at = canonical.index(marker, position)
+        hasher.update(view[position:at])
+        _hash_c14n_text(hasher, element.text)
+        position = at + len(marker)
+    hasher.update(view[position:])
+    return hasher.digest()
+
+
+_CHUNK = 1 << 20  # characters of an attachment's text escaped and hashed at a time
+
+
+def _hash_c14n_text(hasher: hashlib._Hash, text: str | None) -> None:
+    """Hash ``text`` as C14N writes a text node (& < > and CR escaped), chunk by chunk."""
+    text = text or ""
+    for start in range(0, len(text), _CHUNK):
+        chunk = text[start:start + _CHUNK]
+        if "&" in chunk or "<" in chunk or ">" in chunk or "\r" in chunk:
+            chunk = (chunk.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                     .replace("\r", "&#xD;"))
+        hasher.update(chunk.encode("utf-8"))
+
+
+class _Splice:
+    """Swap each ``ContentTransferEncoded`` that holds only text for a stand-in that C14N
+    writes with the same tags (same name and prefix, no attributes, the same namespaces
+    in scope) around a random marker; :meth:`restore` swaps them back.
+
+    An element that does not fit (attributes, children, namespaces of its own, or a
+    stand-in that would get another prefix) stays: libxml2 canonicalises it. A marker
+    is 128 random bits: the document cannot contain it, so its first occurrence after
+    the previous one is the stand-in's.
+    """
+
+    def __init__(self, root: etree._Element) -> None:
+        self.swapped: list[tuple[bytes, etree._Element]] = []  # (marker, element)
+        self._in_place: list[tuple[etree._Element, etree._Element]] = []  # (stand-in, element)
+        try:
+            for element in list(root.iter(_ATTACHMENT_TEXT)):
+                self._swap(element)
+        except BaseException:
+            self.restore()
+            raise
+
+    def _swap(self, element: etree._Element) -> None:
+        parent = element.getparent()
+        if parent is None or len(element) or len(element.attrib) \
+                or not _declares_nothing(element, parent):
+            return
+        # Its namespace is looked up in scope by URI: it may come with another prefix.
+        stand_in = etree.SubElement(parent, element.tag)
+        if stand_in.prefix != element.prefix or stand_in.nsmap != parent.nsmap:
+            parent.remove(stand_in)
+            return
+        marker = secrets.token_hex(16)
+        stand_in.text, stand_in.tail = marker, element.tail
+        parent.replace(element, stand_in)  # the element leaves with its tail
+        self.swapped.append((marker.encode("ascii"), element))
+        self._in_place.append((stand_in, element))
+
+    def restore(self) -> None:
+        while self._in_place:
+            stand_in, element = self._in_place.pop()
+            stand_in.getparent().replace(stand_in, element)
+
+
+def _declares_nothing(element: etree._Element, parent: etree._Element) -> bool:
+    """True if ``element`` has the namespaces in scope its parent has (so C14N writes no
+    namespace declaration on it, nor on a stand-in without declarations)."""
+    if element.nsmap != parent.nsmap:
+        return False
+    if None not in parent.nsmap or element.prefix is None:
+        return True
+    # nsmap does not show xmlns="" (the default namespace undeclared); XPath does
+    return (sorted(element.xpath("namespace::*"), key=repr)
+            == sorted(parent.xpath("namespace::*"), key=repr))
 
 
 def _require_signing_key_usage(policy: object, cert: x509.Certificate,

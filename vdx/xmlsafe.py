@@ -7,12 +7,19 @@ carry a 20 MiB base64 attachment), and each refusal has its own catalogue code.
 
 Text of ``ContentTransferEncoded`` (attachments) is bounded only by the total size: it is
 the one place where a large text node is expected, and it is never copied into Python here.
+Every other text (an element's, or the tail of an element, comment or processing
+instruction) is bounded by ``max_text``. The limits are checked by a quick look in C
+(XPath, lxml's iterators, and the document's size: a node holds no more characters than
+the bytes it came from); only a tree that may exceed them is walked node by node in
+Python, to name the first violation.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
@@ -24,6 +31,7 @@ XINCLUDE_NAMESPACES = frozenset(
 )
 # Tags are "{namespace}name" strings: a prefix test is ~10x cheaper than etree.QName.
 _XINCLUDE_TAGS = tuple(f"{{{ns}}}" for ns in XINCLUDE_NAMESPACES)
+_XINCLUDE_ANY = tuple(f"{{{ns}}}*" for ns in XINCLUDE_NAMESPACES)
 _ATTACHMENT_TEXT = f"{{{EDXML_NS}}}ContentTransferEncoded"
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
@@ -76,7 +84,7 @@ def parse_untrusted(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree.
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise EnvelopeError("envelope.dtd_forbidden", line=1)
-    _check_limits(root, limits)
+    _check_limits(root, limits, len(data))
     return tree
 
 
@@ -133,11 +141,65 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> EnvelopeError:
     return EnvelopeError("envelope.not_xml", msg, line=line)
 
 
-def _check_limits(root: etree._Element, limits: ParseLimits) -> None:
+def _check_limits(root: etree._Element, limits: ParseLimits, size: int | None = None) -> None:
+    """Raise the first violation of ``limits`` in document order, if any.
+
+    ``size`` is the length in bytes of what was parsed, when known. A quick look in C
+    decides whether there may be a violation; only then does :func:`_walk_limits` visit
+    every node in Python to find the first one. The quick look finds every node the walk
+    would refuse (it may find more, for the walk to rule out).
+    """
+    entity = next(root.iter(etree.Entity), None)  # only with a DTD, refused before
+    if entity is not None:
+        raise EnvelopeError("envelope.entity_forbidden", line=entity.sourceline)
+    if _may_exceed(root, limits, size):
+        _walk_limits(root, limits)
+
+
+def _may_exceed(root: etree._Element, limits: ParseLimits, size: int | None) -> bool:
+    xpaths = _XPATHS
+    if xpaths.deeper_than(limits.max_depth)(root):
+        return True
+    if next(root.iter(*_XINCLUDE_ANY), None) is not None:
+        return True
+    # A node holds no more characters than the bytes it was parsed from (no entity can
+    # expand without a DTD, refused before): a small document cannot exceed the limits.
+    if (size is None or size > limits.max_attribute) \
+            and xpaths.long_attribute(root, limit=limits.max_attribute):
+        return True
+    if size is None or size > limits.max_text:
+        for el in root.iter():
+            tail = el.tail
+            if tail is not None and len(tail) > limits.max_text:
+                return True
+            if el.tag.__class__ is str and el.tag != _ATTACHMENT_TEXT:
+                text = el.text
+                if text is not None and len(text) > limits.max_text:
+                    return True
+    return False
+
+
+class _XPaths(threading.local):
+    """Compiled XPath expressions, one set per thread (each serialises its evaluations)."""
+
+    def __init__(self) -> None:
+        self.long_attribute = etree.XPath("boolean(//@*[string-length(.) > $limit])")
+        # an element max_depth + 1 levels down (the root is level 1)?
+        self.deeper_than = lru_cache(maxsize=8)(
+            lambda depth: etree.XPath("boolean(/*" + "/*" * max(depth, 0) + ")"))
+
+
+_XPATHS = _XPaths()
+
+
+def _walk_limits(root: etree._Element, limits: ParseLimits) -> None:
     depth = 0
-    for event, el in etree.iterwalk(root, events=("start", "end")):
+    for event, el in etree.iterwalk(root, events=("start", "end", "comment", "pi")):
         if event == "end":
             depth -= 1
+            continue
+        if event != "start":  # a comment or processing instruction: no level, a tail
+            _check_text(el.tail, el, limits, "tail")
             continue
         depth += 1
         if depth > limits.max_depth:
@@ -147,11 +209,6 @@ def _check_limits(root: etree._Element, limits: ParseLimits) -> None:
                 line=el.sourceline, path=element_path(el),
             )
         tag = el.tag
-        if not isinstance(tag, str):
-            if isinstance(el, etree._Entity):
-                raise EnvelopeError("envelope.entity_forbidden", line=el.sourceline)
-            _check_text(el.tail, el, limits, "tail")
-            continue
         if tag.startswith(_XINCLUDE_TAGS):
             raise EnvelopeError(
                 "envelope.xinclude_forbidden", line=el.sourceline, path=element_path(el)
