@@ -38,6 +38,7 @@ from . import journal, metrics, store
 from .broker import DELIVER_EXCHANGE, SUBMIT_QUEUE, AsyncChannel, Incoming, Outgoing
 from .errors import TransportError, VdxError
 from .journal import DeliveryRow, DocumentRow, InboundRow, OutboxRow, ReceiptRow, utcnow
+from .ledger import LedgerEntry
 from .model import DocumentPackage, StatusPackage
 from .pipeline import Admitted, admit
 from .receipts import Receipt
@@ -124,6 +125,7 @@ class HubWorker:
         self.sessions = sessions
         self.services = services
         self._writer = store.WriterLock(sessions.kw["bind"])
+        self._last_entry: LedgerEntry | None = None  # the last ledger entry this worker wrote
         self._channel: AsyncChannel | None = None
         self._batch: list[Incoming] = []
         self._batch_size = 0  # bytes
@@ -456,7 +458,10 @@ class HubWorker:
                                                   [row for row, _, _ in plan.outbox])
         if plan.ledger:
             head = journal.lock_ledger_head(session)
-            journal.append_ledger(session, head, plan.ledger, self.services.sign_hash)
+            # Remembered even if this transaction rolls back: the head then will not match.
+            self._last_entry = journal.append_ledger(session, head, plan.ledger,
+                                                     self.services.sign_hash,
+                                                     self._last_entry)[-1]
         return [(_Published(outbox_id, delivery, message.message_id), message)
                 for outbox_id, (_, message, delivery) in zip(outbox_ids, plan.outbox,
                                                               strict=True)]

@@ -215,9 +215,18 @@ def lock_ledger_head(session: Session) -> LedgerHeadRow:
 
 
 def append_ledger(session: Session, head: LedgerHeadRow, entries: Iterable[dict],
-                  sign) -> list[LedgerEntry]:
-    """Append one entry per dict of fields after ``head`` (locked), and move the head."""
-    previous: LedgerEntry | None = None if head.seq == 0 else _head_entry(session, head)
+                  sign, last: LedgerEntry | None = None) -> list[LedgerEntry]:
+    """Append one entry per dict of fields after ``head`` (locked), and move the head.
+
+    ``last``: the entry the caller wrote last, if it remembers one; when the head still
+    points at it (same seq and hash, read under the lock), it is not read back.
+    """
+    if head.seq == 0:
+        previous: LedgerEntry | None = None
+    elif last is not None and (last.seq, last.entry_hash) == (head.seq, head.entry_hash):
+        previous = last
+    else:
+        previous = _head_entry(session, head)
     written = []
     for fields in entries:
         previous = next_entry(previous, sign=sign, **fields)
