@@ -3,9 +3,10 @@
     python bench/memory_steps.py [--size 20MiB] [--database sqlite|postgresql] [--consume]
 
 Runs, in a fresh process, what a worker does to one submitted package (the same calls as
-``vdx.hub.HubWorker._handle`` → ``vdx.pipeline.admit`` → ``_accept`` → ``_outgoing``,
-without the broker): hardened parse, schema, signature, reading the package, the journal
-transaction (SQLite file or a PostgreSQL schema), then the AMQP frames pika would send.
+``vdx.hub.HubWorker._plan`` → ``vdx.pipeline.admit`` → ``_plan_accept`` → ``_write``,
+without the broker): hardened parse, schema, signature, reading the package, routing,
+the planned rows and signed receipts, the journal transaction (SQLite file or a
+PostgreSQL schema), then the AMQP frames pika would queue.
 For each step it prints the peak resident memory reached during the step and what stays
 resident after it, both over the baseline taken with the package bytes already in memory
 (the worker receives them from pika), in MiB and as a multiple of the package size.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import subprocess
 import sys
@@ -76,8 +78,8 @@ def child(c: dict) -> int:
 
     from vdx import pipeline, registry, store
     from vdx.admin import HubConfig
-    from vdx.broker import DELIVER_EXCHANGE
-    from vdx.journal import DeliveryRow, DocumentRow, OutboxRow, utcnow
+    from vdx.broker import Incoming
+    from vdx.hub import HubWorker, WorkerConfig, _Plan
     from vdx.runtime import load_services
     from vdx.xmlsafe import ParseLimits
 
@@ -120,42 +122,42 @@ def child(c: dict) -> int:
     step("verify_signature", lambda: state.update(
         signed=pipeline.verify_signature(state["tree"], verify)))
     step("read_package", lambda: state.update(package=pipeline.read_package(state["signed"])))
-    step("drop the trees (end of admit)", lambda: (state.pop("tree"), state.pop("signed")))
+    step("route (end of admit; the trees dropped)", lambda: (
+        state.update(admitted=pipeline.Admitted(
+            state["package"], pipeline.authorise(state["package"], sender, view),
+            hashlib.sha256(body).hexdigest(), size)),
+        state.pop("tree"), state.pop("signed")))
     session.close()  # the read-only part is over, as in the worker
-    writing = sessions()
-    writing.begin()
+    worker = HubWorker(WorkerConfig(hub_id="memory-steps", amqp_url="amqp://unused"),
+                       sessions, services)
+    message = Incoming(tag=1, body=body, user_id=sender, message_id="m1", redelivered=False)
 
-    def journal() -> None:
-        doc = DocumentRow(kind="document", sender=sender,
-                          document_id=state["package"].document_id, sha256="0" * 64,
-                          message_id="m1", size=size, received_at=utcnow(), body=body)
-        writing.add(doc)
-        writing.flush()
-        writing.add(DeliveryRow(id="d1", document_pk=doc.id, dedup_key="k1", kind="document",
-                                sender=sender, document_id=doc.document_id,
-                                recipient=recipient, created_at=utcnow()))
-        writing.add(OutboxRow(delivery_id="d1", routing_key=recipient, created_at=utcnow()))
-        writing.flush()
-        state["doc"] = doc
+    def plan() -> None:
+        state["plan"] = _Plan()
+        worker._plan_accept(state["plan"], message, state["admitted"])
 
-    step("journal: insert the document (flush)", journal)
-    step("_outgoing: the row's body (same session)", lambda: state.update(
-        out=writing.get(DocumentRow, state["doc"].id).body))
-    step("commit", writing.commit)
+    def write() -> None:
+        with sessions.begin() as writing:
+            state["published"] = worker._write(writing, state["plan"])
+
+    step("plan: rows, receipts signed (HubWorker._plan_accept)", plan)
+    step("write: one transaction, committed (HubWorker._write)", write)
 
     def frames() -> None:
-        # what pika's Channel.basic_publish → Connection._send_message builds
-        props = spec.BasicProperties(delivery_mode=2, message_id="d1")
-        out = [Method(1, spec.Basic.Publish(exchange=DELIVER_EXCHANGE,
-                                            routing_key=recipient)).marshal(),
-               Header(1, len(state["out"]), props).marshal()]
+        # what pika's Channel.basic_publish → Connection._send_message queues: the
+        # marshalled frames, one bytes object each, until the socket takes them
+        _token, out = state["published"][0]
+        props = spec.BasicProperties(delivery_mode=2, message_id=out.message_id,
+                                     headers=out.headers)
+        queued = [Method(1, spec.Basic.Publish(exchange=out.exchange,
+                                               routing_key=out.routing_key)).marshal(),
+                  Header(1, len(out.body), props).marshal()]
         frame_max = 131072 - 8
-        for i in range(0, len(state["out"]), frame_max):
-            out.append(Body(1, state["out"][i:i + frame_max]).marshal())
-        state["wire"] = b"".join(out)
+        for i in range(0, len(out.body), frame_max):
+            queued.append(Body(1, out.body[i:i + frame_max]).marshal())
+        state["queued"] = queued
 
-    step("publish: AMQP frames", frames)
-    writing.close()
+    step("publish: AMQP frames queued", frames)
     engine.dispose()
     print(f"package {size:,} bytes; baseline RSS {base / 1024:,.0f} MiB with the package "
           f"bytes in memory ({c['backend']}{', consume=True' if c['consume'] else ''})")
