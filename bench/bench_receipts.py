@@ -25,7 +25,12 @@ shared machine do not count, garbage collector paused as timeit does):
   has it; ``per document`` is the two receipts of an accepted document, values included;
 * ledger rows: ``next_entry`` with the hub's ``sign_hash``, the bare ``sign_hash`` of 32
   bytes, and ``next_entry`` with a signer that costs nothing (the hashing and
-  bookkeeping around the signature).
+  bookkeeping around the signature);
+* SDK rows (the client checks every receipt it gets, on the same machine in the
+  benchmark): ``vdx.inbound.verify_receipt`` of a signed ``delivered`` receipt with the
+  hub certificate, without it (hardened parse, schema and reading only), signxml's
+  ``XMLVerifier`` as ``verify_receipt`` used it before (the same parse, then signxml),
+  and ``per document``: the two receipts of an accepted document verified.
 """
 
 from __future__ import annotations
@@ -142,6 +147,8 @@ def measure(ec_key: bool, seconds: float) -> dict[str, float]:
         receipts.sign_receipt(accepted(), signer.sign_receipt),
         receipts.sign_receipt(delivered(), signer.sign_receipt))
 
+    rows.update(sdk_rows(signer, delivered()))
+
     sign_hash = ledger.make_hash_signer(key)
     fields = r.ledger_fields(signed)
     prev = ledger.next_entry(None, sign=sign_hash, **fields)
@@ -153,6 +160,38 @@ def measure(ec_key: bool, seconds: float) -> dict[str, float]:
             lambda: ledger.next_entry(prev, sign=lambda _: b"", **fields),
     })
     return {name: best_us(fn, seconds / len(rows)) for name, fn in rows.items()}
+
+
+def sdk_rows(signer: Signer, r: Receipt) -> dict[str, Callable[[], object]]:
+    """What the SDK spends on one receipt (see the module's docstring)."""
+    from vdx.inbound import verify_receipt
+
+    make = getattr(receipts, "signed_receipt", None)
+    signed = make(r, signer) if make else receipts.sign_receipt(r, signer.sign_receipt)
+    accepted = Receipt.accepted(HUB, SENDER, DOCUMENT, PACKAGE_SHA)
+    signed_accepted = (make(accepted, signer) if make
+                       else receipts.sign_receipt(accepted, signer.sign_receipt))
+    cert = signer.certificate
+    assert verify_receipt(signed, cert) == r
+
+    def signxml_verify() -> Receipt:
+        from signxml import SignatureConfiguration, XMLVerifier
+
+        from vdx.signing import xml_parser
+        tree = load_receipt_tree(signed)
+        result = XMLVerifier().verify(
+            tree.getroot(), x509_cert=cert, parser=xml_parser(), validate_schema=False,
+            expect_config=SignatureConfiguration(expect_references=1, location="./"))
+        return receipt_from_tree(result.signed_xml)
+
+    assert signxml_verify() == r
+    return {
+        "SDK verify_receipt(signed, hub certificate)": lambda: verify_receipt(signed, cert),
+        "SDK verify_receipt(signed, None): parse only": lambda: verify_receipt(signed, None),
+        "SDK before: load_receipt_tree + signxml XMLVerifier": signxml_verify,
+        "SDK per document: 2 receipts verified": lambda: (
+            verify_receipt(signed_accepted, cert), verify_receipt(signed, cert)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,12 @@ with a stable code, cheapest and least trusting first:
    ``SignedInfo``, against the digest of the document without its ``ds:Signature``
    (``signature.digest_mismatch``, compared in constant time).
 
-Step 5 is this module's own. signxml, which did it before, serialised and re-parsed the
-whole document three times and canonicalised it into one bytes object (about 5x the
-package in memory); it stays as the reference that ``tests/test_verify_differential.py``
-compares with. Here the digest comes from libxml2's C14N of the tree with its signature
+Step 5 is this module's own (:func:`check_enveloped_signature`, which
+:func:`vdx.inbound.verify_receipt` uses too, for hub receipts). signxml, which did it
+before, serialised and re-parsed the whole document three times and canonicalised it into
+one bytes object (about 5x the package in memory); it stays as the reference that
+``tests/test_verify_differential.py`` and ``tests/test_receipt_verify_fast.py`` compare
+with. Here the digest comes from libxml2's C14N of the tree with its signature
 detached, except each attachment's text, which is escaped and hashed in chunks (libxml2
 would first take twice its size): beyond the tree, one copy of one attachment's text at a
 time, plus the copy of the tree that is the result unless ``consume=True``. Only the
@@ -51,7 +53,7 @@ import hmac
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -403,15 +405,13 @@ class Verifier:
         ``ds:Signature`` detached (the enveloped transform), and that tree, without
         comments, is the result.
         """
-        signature, key = info.signature, cert.public_key()
-        try:
-            canonical_info = _verify_signature_value(signature, key, info.signature_algorithm)
-            _check_key_values(signature, key)
-            expected, exclusive, prefixes = self._signed_reference(canonical_info, info)
-            signed = _signed_content(tree, info.digest_algorithm, expected, exclusive,
-                                     prefixes, consume)
-        except (etree.LxmlError, ValueError, TypeError) as exc:  # C14N or parsing failed
-            raise SignatureError("signature.invalid", str(exc) or type(exc).__name__) from exc
+        # digest_algorithms=None: read_signed_info checked the digest against the policy
+        # (legacy SHA-1 senders included); the signed SignedInfo must name the same.
+        signed, _reference = check_enveloped_signature(
+            tree, info.signature, _edxml_signature, cert.public_key(),
+            info.signature_algorithm, c14n_algorithms=self.policy.c14n_algorithms,
+            digest_algorithms=None, consume=consume,
+            expect=(info.c14n_algorithm, info.digest_algorithm))
         legacy = bool({info.signature_algorithm, info.digest_algorithm} & SHA1_ALGORITHMS)
         if legacy:
             log.warning("accepted a SHA-1 signature (%s, %s) from legacy sender %s",
@@ -423,55 +423,11 @@ class Verifier:
 
     def _c14n_name(self, element: etree._Element,
                    refuse: Callable[[str, str], SignatureError]) -> str:
-        name = _C14N_NAME.get(element.get("Algorithm") or "", "")
-        if name not in self.policy.c14n_algorithms:
-            raise refuse("signature.bad_transform",
-                         f"canonicalization {element.get('Algorithm')!r} is not allowed")
-        return name
+        return _c14n_name(element, self.policy.c14n_algorithms, refuse)
 
     def _check_transforms(self, reference_parts: dict[str, list[etree._Element]],
                           refuse: Callable[[str, str], SignatureError]) -> str:
-        """Enveloped first, then at most one allowed C14N; returns the C14N's name."""
-        transforms = reference_parts.get(_TRANSFORMS, [])
-        elements = [t for t in transforms[0] if isinstance(t.tag, str)] if transforms else []
-        algorithms = [t.get("Algorithm") for t in elements]
-        if (len(transforms) != 1 or any(t.tag != _TRANSFORM for t in elements)
-                or not algorithms or algorithms[0] != ENVELOPED or len(algorithms) > 2):
-            raise refuse("signature.bad_transform",
-                         f"the transforms must be enveloped-signature, then at most one "
-                         f"canonicalization; found {algorithms}")
-        # XML-DSig's node-set-to-octets default when no C14N transform is listed.
-        return self._c14n_name(elements[1], refuse) if len(elements) == 2 else "c14n"
-
-    def _signed_reference(self, canonical_info: bytes,
-                          info: _SignedInfo) -> tuple[bytes, bool, list[str] | None]:
-        """The digest value and how to canonicalise the document for it (exclusive?
-        inclusive prefixes?), read from the ``SignedInfo`` whose signature was just
-        verified (its canonical form, parsed again: as signxml did, so that a comment
-        inside ``DigestValue`` cannot make us read another value than the one signed)."""
-        def refuse(code: str, message: str) -> SignatureError:
-            return SignatureError(code, message)
-
-        parts = _children(etree.fromstring(canonical_info, _parser()))
-        references = parts.get(_REFERENCE, [])
-        if len(references) != 1 or references[0].get("URI") != "":
-            raise refuse("signature.misplaced", "the signed SignedInfo does not hold exactly "
-                                                "one Reference with URI=\"\"")
-        reference_parts = _children(references[0])
-        c14n = self._check_transforms(reference_parts, refuse)
-        digest = _DIGEST_NAME.get(_one(reference_parts, _DIGEST_METHOD, refuse).get(
-            "Algorithm") or "", "")
-        if (c14n, digest) != (info.c14n_algorithm, info.digest_algorithm):  # pragma: no cover
-            raise refuse("signature.invalid", "SignedInfo names other algorithms once "
-                                              "canonicalised")
-        transforms = [t for t in reference_parts[_TRANSFORMS][0] if isinstance(t.tag, str)]
-        # No C14N transform: XML-DSig's node-set-to-octets step, inclusive C14N 1.0.
-        exclusive, prefixes = _c14n_options(transforms[1]) if len(transforms) == 2 \
-            else (False, None)
-        value = _one(reference_parts, _DIGEST_VALUE, refuse).text
-        if value is None:
-            raise refuse("signature.invalid", "DigestValue is empty")
-        return binascii.a2b_base64(value), exclusive, prefixes
+        return _reference_c14n(reference_parts, self.policy.c14n_algorithms, refuse)
 
     def _chain(self, cert: x509.Certificate, now: datetime) -> _KnownChain:
         cached = self._chains.get(cert)
@@ -576,11 +532,144 @@ def verify_offline(package: bytes | etree._ElementTree, verifier: Verifier,
 
 # ------------------------------------------------------------- step 5, the crypto --
 
+@dataclass(frozen=True)
+class SignedReference:
+    """The one ``Reference`` of a ``SignedInfo`` whose signature value verified."""
+
+    c14n_algorithm: str   # of the Reference's transforms ("c14n" when none is listed)
+    digest_algorithm: str
+    digest: bytes = field(repr=False)
+    exclusive: bool
+    prefixes: list[str] | None
+
+
+def check_enveloped_signature(
+        tree: etree._ElementTree, signature: etree._Element,
+        locate: Callable[[etree._Element], etree._Element], key: object,
+        signature_algorithm: str, *, c14n_algorithms: Collection[str],
+        digest_algorithms: Collection[str] | None, consume: bool,
+        expect: tuple[str, str] | None = None,
+) -> tuple[etree._ElementTree, SignedReference]:
+    """Step 5 for any enveloped signature over a whole document (``Reference URI=""``):
+    :meth:`Verifier.check_xml_signature` for packages, :func:`vdx.inbound.verify_receipt`
+    for hub receipts.
+
+    ``signature`` is the document's ``ds:Signature`` (its ``SignedInfo``,
+    ``CanonicalizationMethod``, ``SignatureMethod`` and ``SignatureValue`` present and
+    ``signature_algorithm`` the allowed name of its method: the caller read them);
+    ``locate(root)`` finds it again under a root (in a copy of the tree, unless
+    ``consume``); ``key`` is the pinned certificate's public key, the only one used.
+
+    In order: the ``SignatureValue`` over the canonical ``SignedInfo`` with ``key``
+    (``signature.invalid``); each ``KeyValue`` beside the certificate must be ``key``
+    (``signature.invalid``); the signed ``SignedInfo`` (its canonical form, parsed
+    again) must hold one ``Reference URI=""`` (``signature.misplaced``) with the
+    enveloped transform then at most one C14N of ``c14n_algorithms``
+    (``signature.bad_transform``), a digest method of ``digest_algorithms``
+    (``signature.weak_algorithm``; ``None``: any known, the caller checked) and, if given,
+    the ``expect`` ``(c14n, digest)`` names (``signature.invalid``); then the digest of
+    the document without its ``ds:Signature`` against its ``DigestValue``
+    (``signature.digest_mismatch``, in constant time). C14N or parsing failures are
+    ``signature.invalid``.
+
+    Returns the signed content (see :func:`_signed_content`) and the ``Reference``.
+    """
+    try:
+        canonical_info = _verify_signature_value(signature, key, signature_algorithm)
+        _check_key_values(signature, key)
+        reference = _read_signed_reference(canonical_info, _children(signature)[_SIGNED_INFO][0],
+                                           c14n_algorithms, digest_algorithms)
+        if expect is not None and (reference.c14n_algorithm,
+                                   reference.digest_algorithm) != expect:  # pragma: no cover
+            raise SignatureError("signature.invalid", "SignedInfo names other algorithms "
+                                                      "once canonicalised")
+        signed = _signed_content(tree, locate, reference.digest_algorithm, reference.digest,
+                                 reference.exclusive, reference.prefixes, consume)
+    except (etree.LxmlError, ValueError, TypeError) as exc:  # C14N or parsing failed
+        raise SignatureError("signature.invalid", str(exc) or type(exc).__name__) from exc
+    return signed, reference
+
+
+def _edxml_signature(root: etree._Element) -> etree._Element:
+    # Verifier.locate() checked that this path leads to the one ds:Signature (so it does
+    # in a copy too)
+    return root.find(_ENVELOPE).find(_HEADER).find(DS_SIGNATURE)
+
+
+def _refuse(code: str, message: str) -> SignatureError:
+    return SignatureError(code, message)
+
+
+def _c14n_name(element: etree._Element, allowed: Collection[str],
+               refuse: Callable[[str, str], SignatureError]) -> str:
+    name = _C14N_NAME.get(element.get("Algorithm") or "", "")
+    if name not in allowed:
+        raise refuse("signature.bad_transform",
+                     f"canonicalization {element.get('Algorithm')!r} is not allowed")
+    return name
+
+
+def _reference_c14n(reference_parts: dict[str, list[etree._Element]], allowed: Collection[str],
+                    refuse: Callable[[str, str], SignatureError]) -> str:
+    """Enveloped first, then at most one allowed C14N; returns the C14N's name."""
+    transforms = reference_parts.get(_TRANSFORMS, [])
+    elements = [t for t in transforms[0] if isinstance(t.tag, str)] if transforms else []
+    algorithms = [t.get("Algorithm") for t in elements]
+    if (len(transforms) != 1 or any(t.tag != _TRANSFORM for t in elements)
+            or not algorithms or algorithms[0] != ENVELOPED or len(algorithms) > 2):
+        raise refuse("signature.bad_transform",
+                     f"the transforms must be enveloped-signature, then at most one "
+                     f"canonicalization; found {algorithms}")
+    # XML-DSig's node-set-to-octets default when no C14N transform is listed.
+    return _c14n_name(elements[1], allowed, refuse) if len(elements) == 2 else "c14n"
+
+
+def _read_signed_reference(canonical_info: bytes, signed_info: etree._Element,
+                           c14n_algorithms: Collection[str],
+                           digest_algorithms: Collection[str] | None) -> SignedReference:
+    """The digest value and how to canonicalise the document for it (exclusive?
+    inclusive prefixes?), read from the ``SignedInfo`` whose signature was just
+    verified: what its canonical form ``canonical_info`` says.
+
+    That form is parsed again (as signxml did) when ``signed_info`` holds a comment, a
+    processing instruction or an entity reference, so that one inside ``DigestValue``
+    cannot make us read another value than the one signed. Without them (receipts,
+    packages as signers write them) the element itself says exactly what its canonical
+    form says (the same elements, attribute values and text, CDATA read as text), and
+    it is read instead (parsing again costs about as much as the rest of this).
+    """
+    if next(signed_info.iter(etree.Comment, etree.ProcessingInstruction, etree.Entity),
+            None) is not None:
+        signed_info = etree.fromstring(canonical_info, _parser())
+    parts = _children(signed_info)
+    references = parts.get(_REFERENCE, [])
+    if len(references) != 1 or references[0].get("URI") != "":
+        raise _refuse("signature.misplaced", "the signed SignedInfo does not hold exactly "
+                                             "one Reference with URI=\"\"")
+    reference_parts = _children(references[0])
+    c14n = _reference_c14n(reference_parts, c14n_algorithms, _refuse)
+    digest_method = _one(reference_parts, _DIGEST_METHOD, _refuse)
+    digest = _DIGEST_NAME.get(digest_method.get("Algorithm") or "", "")
+    if not digest or (digest_algorithms is not None and digest not in digest_algorithms):
+        raise _refuse("signature.weak_algorithm", f"digest algorithm "
+                      f"{digest_method.get('Algorithm')!r} is not allowed")
+    transforms = [t for t in reference_parts[_TRANSFORMS][0] if isinstance(t.tag, str)]
+    # No C14N transform: XML-DSig's node-set-to-octets step, inclusive C14N 1.0.
+    exclusive, prefixes = _c14n_options(transforms[1]) if len(transforms) == 2 \
+        else (False, None)
+    value = _one(reference_parts, _DIGEST_VALUE, _refuse).text
+    if value is None:
+        raise _refuse("signature.invalid", "DigestValue is empty")
+    return SignedReference(c14n, digest, binascii.a2b_base64(value), exclusive, prefixes)
+
+
 def _c14n_options(method: etree._Element) -> tuple[bool, list[str] | None]:
     """``(exclusive, inclusive_ns_prefixes)`` of a ``CanonicalizationMethod`` or C14N
     ``Transform``, read as signxml read them. C14N 1.1 is computed as 1.0 (lxml has no
     1.1; signxml did the same), which the default policy does not allow anyway."""
     exclusive = (method.get("Algorithm") or "").startswith(_EXC_C14N)
+    if not len(method):  # the usual case: no InclusiveNamespaces (nor anything else)
+        return exclusive, None
     inclusive = method.find(f"{_INCLUSIVE_NAMESPACES}[@PrefixList]")
     return exclusive, None if inclusive is None else inclusive.get("PrefixList", "").split(" ")
 
@@ -674,20 +763,21 @@ def _base64_int(element: etree._Element | None) -> int | None:
     return None if element is None else int.from_bytes(_base64(element.text), "big")
 
 
-def _signed_content(tree: etree._ElementTree, digest_name: str, expected: bytes,
-                    exclusive: bool, prefixes: list[str] | None,
+def _signed_content(tree: etree._ElementTree,
+                    locate: Callable[[etree._Element], etree._Element], digest_name: str,
+                    expected: bytes, exclusive: bool, prefixes: list[str] | None,
                     consume: bool) -> etree._ElementTree:
-    """Hash the C14N of ``tree`` without its ``ds:Signature``, compare it with
-    ``expected``, and return the signed content as a tree: ``tree`` itself (``consume``)
-    or a copy (the caller's tree is then never modified).
+    """Hash the C14N of ``tree`` without its ``ds:Signature`` (``locate(root)``, under the
+    root of ``tree`` or of its copy), compare it with ``expected``, and return the signed
+    content as a tree: ``tree`` itself (``consume``) or a copy (the caller's tree is then
+    never modified).
 
     The node-set hashed is signxml's: the root element and everything in it (nodes
     outside the root element are not signed), minus ``ds:Signature``, minus comments
     (C14N without comments). The tree returned holds exactly that node-set.
     """
     root = tree.getroot() if consume else copy.deepcopy(tree.getroot())
-    # locate() checked that this path leads to the one ds:Signature (so it does in a copy)
-    detached = _DetachedSignature(root.find(_ENVELOPE).find(_HEADER).find(DS_SIGNATURE))
+    detached = _DetachedSignature(locate(root))
     try:
         digest = _c14n_digest(root, digest_name, exclusive, prefixes)
         if not hmac.compare_digest(digest, expected):
