@@ -87,7 +87,7 @@ def child(c: dict) -> int:
     engine = store.make_engine(c["database_url"])
     sessions = sessionmaker(engine)
     limits = ParseLimits()
-    sender, recipient = c["sender"], c["recipient"]
+    sender = c["sender"]
     # everything imported and warmed on a small package first
     small = Path(c["small"]).read_bytes()
     with sessions() as session:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from vdx_cli.cli import main
 
 import vdx
-from vdx_cli.cli import main
 
 CORPUS = Path(__file__).parent / "corpus" / "envelope"
 G22, H41, H49 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H49"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 from click.testing import CliRunner
+from vdx_cli.cli import main
 
 from tests.registry_support import temp_vhost
 from vdx import provision
-from vdx_cli.cli import main
 
 
 def test_demo_runs_the_whole_exchange_and_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings

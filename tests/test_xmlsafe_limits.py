@@ -38,7 +38,7 @@ def assert_same(data: bytes, limits: ParseLimits) -> tuple | None:
     root = etree.fromstring(data, etree.XMLParser(huge_tree=True, resolve_entities=False))
     walked = _refusal(lambda: _walk_limits(root, limits))
     for size in (len(data), None):
-        assert _refusal(lambda: _check_limits(root, limits, size)) == walked, size
+        assert _refusal(lambda size=size: _check_limits(root, limits, size)) == walked, size
     return walked
 
 

@@ -198,4 +198,4 @@ _HOW_TO_VERIFY = """How to check this bundle offline with xmlsec1 (Debian packag
 
 Each receipt names the SHA-256 of the package it is about: compare it with
 `sha256sum package-*.edxml`.
-"""
+"""  # noqa: E501 - the command is meant to be copied whole

@@ -312,22 +312,23 @@ class HubWorker:
         inbound query and one dedup query for the whole batch; receipts signed here, so
         the write transaction (and the ledger lock) is only the inserts."""
         digests = [_sha256(m.body) for m in batch]
-        keys = [journal.inbound_key(m.user_id, m.message_id, d) for m, d in zip(batch, digests)]
+        keys = [journal.inbound_key(m.user_id, m.message_id, d)
+                for m, d in zip(batch, digests, strict=True)]
         with self.sessions() as reading:
             view = self.services.view(reading)
             seen = journal.seen_inbound_keys(reading, keys)
             outcomes: list[Admitted | _Refused | None] = []
-            for message, key in zip(batch, keys):
+            for message, digest, key in zip(batch, digests, keys, strict=True):
                 if key in seen:  # recorded before a crash (the outbox has the rest), or a
                     metrics.DOCUMENTS.labels("redelivered", "").inc()  # copy in this batch
                     outcomes.append(None)
                     continue
                 seen.add(key)
-                outcomes.append(self._decide(view, message, poisoned))
+                outcomes.append(self._decide(view, message, digest, poisoned))
             plan = _Plan(dedup_keys=journal.existing_dedup_keys(reading, [
                 k for o in outcomes if isinstance(o, Admitted) for k in _dedup_keys(o)]))
         now = utcnow()
-        for message, digest, key, outcome in zip(batch, digests, keys, outcomes):
+        for message, digest, key, outcome in zip(batch, digests, keys, outcomes, strict=True):
             if outcome is None:
                 continue
             refused = isinstance(outcome, _Refused)
@@ -339,7 +340,8 @@ class HubWorker:
                 self._plan_accept(plan, message, outcome)
         return plan
 
-    def _decide(self, view, message: Incoming, poisoned: bool) -> Admitted | _Refused:
+    def _decide(self, view, message: Incoming, digest: str,
+                poisoned: bool) -> Admitted | _Refused:
         """What to do with one message: the pipeline's verdict, or why it is refused."""
         if poisoned:
             error = TransportError("transport.poison",
@@ -349,7 +351,7 @@ class HubWorker:
         started = time.perf_counter()
         try:
             return admit(message.body, message.user_id, limits=self.config.limits,
-                         verify=view.verify, directory=view)
+                         verify=view.verify, directory=view, sha256=digest)
         except VdxError as exc:
             metrics.DOCUMENTS.labels("rejected", exc.code).inc()
             return _Refused(exc, self._addressee(view, message))

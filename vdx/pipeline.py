@@ -87,12 +87,14 @@ def authorise(package: Package, user_id: str | None, directory: Directory) -> Ro
 
 
 def admit(body: bytes, user_id: str | None, *, limits: ParseLimits,
-          verify: SignatureCheck, directory: Directory) -> Admitted:
-    """Run every step on ``body`` published by ``user_id``; raise the first refusal."""
+          verify: SignatureCheck, directory: Directory, sha256: str | None = None) -> Admitted:
+    """Run every step on ``body`` published by ``user_id``; raise the first refusal.
+    ``sha256``: the body's hex digest, if the caller has it already."""
     check_size(body, limits)
     tree = hardened_parse(body, limits)
     check_schema(tree)
     signed = verify_signature(tree, verify)
     package = read_package(signed)
     decided = authorise(package, user_id, directory)
-    return Admitted(package, decided, hashlib.sha256(body).hexdigest(), len(body))
+    return Admitted(package, decided, sha256 or hashlib.sha256(body).hexdigest(),
+                    len(body))
