@@ -368,7 +368,7 @@ def measure_hub(args, tmp: Path, the_pki: rig.Pki, backend: str, workers: int, s
             run.reset_peaks()  # to the current RSS, which the probes may have left higher
             result = run.burst(burst, args.profile, label)
             burst_peak = run.peak_growth(idle)
-            rate = result["docs_per_s"] / 2
+            rate = args.paced_rate or result["docs_per_s"] / 2
             n_paced = max(min(len(paced), 8), min(len(paced), round(rate * args.paced_seconds)))
             result["latency"] = run.paced(paced[:n_paced], rate)
             result["memory"] = {
@@ -568,6 +568,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="ECDSA P-256 agency keys instead of RSA-2048")
     ap.add_argument("--paced-seconds", type=float, default=6.0,
                     help="length of the paced latency phase (default 6)")
+    ap.add_argument("--paced-rate", type=float, default=None, metavar="PER_S",
+                    help="pace the latency phase at this rate instead of half the burst's "
+                         "(to see latency without load; the p99 target is at half)")
     ap.add_argument("--json", type=Path, default=HERE / "results.json",
                     help="where to write the results (default bench/results.json)")
     ap.add_argument("--profile", nargs="?", type=Path, const=HERE / "profile", default=None,

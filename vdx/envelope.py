@@ -295,15 +295,15 @@ def _match_manifest(listed: list[tuple[ManifestReference, etree._Element]],
     seen = set()
     for ref, el in listed:
         attachment = by_id.get(ref.content_id)
-        where = {"line": el.sourceline, "path": element_path(el)}
         if attachment is None:
             raise EnvelopeError("envelope.bad_attachment",
                                 f"the manifest lists {ref.content_id} but no attachment has it",
-                                **where)
+                                line=el.sourceline, path=element_path(el))
         if attachment.reference != ref:
             raise EnvelopeError("envelope.bad_attachment",
                                 f"the manifest entry for {ref.content_id} differs from the "
-                                f"attachment (name, type or description)", **where)
+                                f"attachment (name, type or description)",
+                                line=el.sourceline, path=element_path(el))
         seen.add(ref.content_id)
     unlisted = [a.content_id for a in attachments if a.content_id not in seen]
     if unlisted:

@@ -42,6 +42,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     select,
 )
@@ -287,10 +288,13 @@ def served_nodes(session: Session) -> tuple[str, ...]:
                                  .order_by(GatewaySystemNodeRow.node_code)))
 
 
+_SERVES = (select(GatewaySystemNodeRow.__table__.c.node_code)
+           .where(GatewaySystemNodeRow.__table__.c.node_code == bindparam("code")).limit(1))
+
+
 def serves(session: Session, code: str) -> bool:
     """Whether some connected system acts for node ``code``."""
-    return session.scalar(select(GatewaySystemNodeRow.node_code)
-                          .where(GatewaySystemNodeRow.node_code == code).limit(1)) is not None
+    return registry.reading(session).scalar(_SERVES, {"code": code}) is not None
 
 
 def set_signer(session: Session, code: str, key_path: str, cert_path: str, *,

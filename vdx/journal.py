@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    bindparam,
     insert,
     select,
     update,
@@ -174,24 +176,48 @@ def inbound_key(user_id: str | None, message_id: str | None, sha256: str) -> str
     return hashlib.sha256(f"{user_id or ''}\n{message_id or ''}\n{sha256}".encode()).hexdigest()
 
 
-def seen_inbound(session: Session, key: str) -> bool:
-    return session.get(InboundRow, key) is not None
+# The worker's hot path runs prebuilt Core statements on the session's connection: no
+# statement is built per call and no ORM unit of work is involved (a query through the
+# ORM session costs several times the query itself). These functions never flush: the
+# worker's sessions hold no ORM objects.
+_INBOUND, _DELIVERIES, _OUTBOX = InboundRow.__table__, DeliveryRow.__table__, OutboxRow.__table__
+_HEAD = LedgerHeadRow.__table__
+_SEEN_INBOUND = select(_INBOUND.c.key).where(
+    _INBOUND.c.key.in_(bindparam("keys", expanding=True)))
+_EXISTING_DEDUP = select(_DELIVERIES.c.dedup_key).where(
+    _DELIVERIES.c.dedup_key.in_(bindparam("keys", expanding=True)))
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
+    seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
+_MARK_PUBLISHED = update(_OUTBOX).where(
+    _OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(published_at=bindparam("when"))
+_CLAIM = (update(_DELIVERIES)
+          .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
+                 _DELIVERIES.c.confirmed_at.is_(None))
+          .values(confirmed_at=bindparam("when"))
+          .returning(_DELIVERIES.c.id))
+
+
+@dataclass(frozen=True)
+class LedgerHead:
+    """The ledger head as read (and locked) by :func:`lock_ledger_head`."""
+
+    seq: int
+    entry_hash: str
 
 
 def seen_inbound_keys(session: Session, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` were recorded before: one query per chunk, not one per message."""
+    connection = session.connection()
     return {key for chunk in _chunks(keys)
-            for key in session.scalars(select(InboundRow.key).where(InboundRow.key.in_(chunk)))}
-
-
-def record_inbound(session: Session, key: str, sha256: str, outcome: str) -> None:
-    session.add(InboundRow(key=key, sha256=sha256, outcome=outcome, at=utcnow()))
+            for key in connection.scalars(_SEEN_INBOUND, {"keys": list(chunk)})}
 
 
 def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of the deliveries' ``keys`` exist already."""
+    connection = session.connection()
     return {key for chunk in _chunks(keys)
-            for key in session.scalars(select(DeliveryRow.dedup_key)
-                                       .where(DeliveryRow.dedup_key.in_(chunk)))}
+            for key in connection.scalars(_EXISTING_DEDUP, {"keys": list(chunk)})}
 
 
 def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
@@ -203,18 +229,17 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def lock_ledger_head(session: Session) -> LedgerHeadRow:
-    """The head row, locked for this transaction (created on first use)."""
-    head = session.scalars(select(LedgerHeadRow).where(LedgerHeadRow.id == 1)
-                           .with_for_update()).first()
-    if head is None:
-        head = LedgerHeadRow(id=1, seq=0, entry_hash=GENESIS_HASH)
-        session.add(head)
-        session.flush()
-    return head
+def lock_ledger_head(session: Session) -> LedgerHead:
+    """The head, locked for this transaction (created on first use)."""
+    connection = session.connection()
+    row = connection.execute(_LOCK_HEAD).first()
+    if row is None:
+        connection.execute(insert(_HEAD), {"id": 1, "seq": 0, "entry_hash": GENESIS_HASH})
+        return LedgerHead(0, GENESIS_HASH)
+    return LedgerHead(row.seq, row.entry_hash)
 
 
-def append_ledger(session: Session, head: LedgerHeadRow, entries: Iterable[dict],
+def append_ledger(session: Session, head: LedgerHead, entries: Iterable[dict],
                   sign, last: LedgerEntry | None = None) -> list[LedgerEntry]:
     """Append one entry per dict of fields after ``head`` (locked), and move the head.
 
@@ -237,15 +262,26 @@ def append_ledger(session: Session, head: LedgerHeadRow, entries: Iterable[dict]
         "receipt_sha256": e.receipt_sha256, "created_at": e.created_at,
         "prev_hash": e.prev_hash, "entry_hash": e.entry_hash, "hub_signature": e.hub_signature,
     } for e in written])
-    if previous is not None:
-        head.seq, head.entry_hash = previous.seq, previous.entry_hash
+    if written:
+        session.connection().execute(_MOVE_HEAD, {"new_seq": previous.seq,
+                                                  "new_hash": previous.entry_hash})
     return written
+
+
+_INSERTS: dict[str, object] = {}
 
 
 def insert_rows(session: Session, model: type[Base], rows: Sequence[dict]) -> None:
     """One multi-row INSERT (Core, no unit of work) for ``rows`` of ``model``'s table."""
     if rows:
-        session.execute(insert(model.__table__), list(rows))
+        table = model.__table__
+        statement = _INSERTS.get(table.name)
+        if statement is None:
+            statement = _INSERTS[table.name] = insert(table)
+        session.connection().execute(statement, list(rows))
+
+
+_INSERTS_RETURNING_ID: dict[str, object] = {}
 
 
 def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dict],
@@ -254,11 +290,14 @@ def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dic
     if not rows:
         return []
     table = model.__table__
-    return list(session.scalars(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), list(rows)))
+    statement = _INSERTS_RETURNING_ID.get(table.name)
+    if statement is None:
+        statement = _INSERTS_RETURNING_ID[table.name] = insert(table).returning(
+            table.c.id, sort_by_parameter_order=True)
+    return list(session.connection().scalars(statement, list(rows)))
 
 
-def _head_entry(session: Session, head: LedgerHeadRow) -> LedgerEntry:
+def _head_entry(session: Session, head: LedgerHead) -> LedgerEntry:
     row = session.get(LedgerRow, head.seq)
     assert row is not None, "ledger head points at a missing entry"
     return row_to_entry(row)
@@ -285,25 +324,9 @@ def claim_confirmations(session: Session, delivery_ids: Sequence[str], when: dat
                         ) -> set[str]:
     """Mark deliveries confirmed in one statement per chunk; return the ids this call
     claimed (not those another worker, or an earlier relay, confirmed first)."""
-    claimed: set[str] = set()
-    for chunk in _chunks(delivery_ids):
-        claimed.update(session.scalars(
-            update(DeliveryRow.__table__)
-            .where(DeliveryRow.__table__.c.id.in_(chunk),
-                   DeliveryRow.__table__.c.confirmed_at.is_(None))
-            .values(confirmed_at=when)
-            .returning(DeliveryRow.__table__.c.id)))
-    return claimed
-
-
-def claim_confirmation(session: Session, delivery_id: str, when: datetime) -> DeliveryRow | None:
-    """Mark a delivery confirmed; ``None`` if another worker (or a relay) did it first."""
-    claimed = session.execute(
-        update(DeliveryRow).where(DeliveryRow.id == delivery_id,
-                                  DeliveryRow.confirmed_at.is_(None))
-        .values(confirmed_at=when)
-    ).rowcount
-    return session.get(DeliveryRow, delivery_id) if claimed == 1 else None
+    connection = session.connection()
+    return {delivery_id for chunk in _chunks(delivery_ids)
+            for delivery_id in connection.scalars(_CLAIM, {"ids": list(chunk), "when": when})}
 
 
 def count_attempt(session: Session, sha256: str, user_id: str | None) -> int:
@@ -319,6 +342,6 @@ def count_attempt(session: Session, sha256: str, user_id: str | None) -> int:
 
 
 def mark_published(session: Session, outbox_ids: Sequence[int], when: datetime) -> None:
+    connection = session.connection()
     for chunk in _chunks(outbox_ids):
-        session.execute(update(OutboxRow).where(OutboxRow.id.in_(chunk))
-                        .values(published_at=when))
+        connection.execute(_MARK_PUBLISHED, {"ids": list(chunk), "when": when})

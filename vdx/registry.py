@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -244,7 +244,25 @@ def get_node(session: Session, code: str) -> Node:
 def node_status(session: Session, code: str) -> str | None:
     """``active``, ``suspended``, ``revoked`` or ``None``: :class:`vdx.routing.Directory`'s
     question, answered from the registry."""
-    return session.scalar(select(NodeRow.status).where(NodeRow.code == code))
+    return reading(session).scalar(_STATUS, {"code": code})
+
+
+# Asked for every package the hub checks: prebuilt, and run on the session's connection
+# (a query through the ORM session costs several times the query itself).
+_NODES, _CERTIFICATES = NodeRow.__table__, CertificateRow.__table__
+_STATUS = select(_NODES.c.status).where(_NODES.c.code == bindparam("code"))
+_SIGNING_CERTIFICATES = select(
+    _CERTIFICATES.c.status, _CERTIFICATES.c.pem, _CERTIFICATES.c.overlap_until,
+).where(_CERTIFICATES.c.node_code == bindparam("code"),
+        _CERTIFICATES.c.status.in_((CURRENT, PREVIOUS)))
+
+
+def reading(session: Session) -> Connection:
+    """``session``'s connection for a prebuilt read, after flushing what is pending as
+    the ORM's autoflush would (unless the caller turned it off)."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
 
 
 def list_nodes(session: Session, status: str | None = None) -> tuple[Node, ...]:
@@ -290,8 +308,7 @@ def registered_certificates(session: Session, code: str, now: datetime | None = 
     if status != ACTIVE:
         raise RegistryError(f"registry.node_{status}", f"{code} is {status}")
     now = now or utcnow()
-    rows = session.scalars(select(CertificateRow).where(
-        CertificateRow.node_code == code, CertificateRow.status.in_((CURRENT, PREVIOUS))))
+    rows = reading(session).execute(_SIGNING_CERTIFICATES, {"code": code})
     usable = [r for r in rows if r.status == CURRENT
               or (r.overlap_until is not None and now < r.overlap_until)]
     usable.sort(key=lambda r: r.status != CURRENT)
