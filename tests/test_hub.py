@@ -181,3 +181,59 @@ def test_an_overlong_document_id_is_refused_with_a_reason(hub):
     (refused,) = g22.inbox(1)
     assert refused.receipt.error_code == "envelope.schema"
     assert "at most 512" in refused.receipt.rejection.detail
+
+
+def test_copies_within_one_batch_are_caught_before_any_write(hub):
+    """Sent while the worker is stopped, the copies arrive in one batch: the dedup and
+    inbound checks of the batch see each other, not only what was committed before."""
+    g22, h41 = hub.agency("G22"), hub.agency("H41")
+    body = g22.document(h41.code)
+    hub.stop()
+    try:
+        g22.send(body, message_id="first")
+        g22.send(body, message_id="first")  # the same message again: a copy, no receipt
+        g22.send(body, message_id="second")  # the same document again: a duplicate
+    finally:
+        hub.start()
+    assert h41.inbox(1)[0].body == body
+    assert receipts(g22.inbox(3)) == ["accepted", "delivered", "duplicate"]
+    assert h41.drain() == [] and g22.drain(settle=1.0) == []
+    with sessionmaker(hub.engine)() as session:
+        document_id = model_document_id(body)
+        assert session.scalar(select(func.count()).select_from(journal.DeliveryRow)
+                              .where(journal.DeliveryRow.document_id == document_id)) == 1
+
+
+def test_a_batch_of_many_is_recorded_in_order_with_its_ledger(hub):
+    """Twenty documents in one batch: every delivery points at its own document, and each
+    receipt has its ledger entry, chained to the one before."""
+    g22, h41, h49 = hub.agency("G22"), hub.agency("H41"), hub.agency("H49")
+    bodies = [g22.document(h41.code if i % 2 else h49.code) for i in range(20)]
+    hub.stop()
+    try:
+        for body in bodies:
+            g22.send(body)
+    finally:
+        hub.start()
+    got = h41.inbox(10) + h49.inbox(10)
+    assert sorted(m.body for m in got) == sorted(bodies)
+    answers = g22.inbox(40)
+    assert receipts(answers) == ["accepted"] * 20 + ["delivered"] * 20
+    with sessionmaker(hub.engine)() as session:
+        for message in got:
+            delivery = session.get(journal.DeliveryRow, message.message_id)
+            document = session.get(journal.DocumentRow, delivery.document_pk)
+            assert document.body == message.body  # the generated ids were matched in order
+        entries = {row.receipt_id: row for row in session.scalars(
+            select(journal.LedgerRow).where(journal.LedgerRow.receipt_id.in_(
+                [m.message_id for m in answers])))}
+        assert len(entries) == 40
+        for row in entries.values():
+            before = session.get(journal.LedgerRow, row.seq - 1)
+            assert before is not None and row.prev_hash == before.entry_hash
+
+
+def model_document_id(body: bytes) -> str:
+    from vdx.envelope import parse
+
+    return parse(body).document_id

@@ -184,3 +184,54 @@ def test_migrations_ship_inside_the_package():
     versions = Path(store.MIGRATIONS_DIR) / "versions"
     assert (Path(store.MIGRATIONS_DIR) / "env.py").is_file()
     assert any(p.name.startswith("0001_") for p in versions.glob("*.py"))
+
+
+def test_sqlite_writers_wait_for_each_other_on_the_writer_lock(tmp_path):
+    """Two hub workers' write transactions: the second waits on the flock, not in
+    SQLite's polling busy handler, and goes on as soon as the first releases it."""
+    import threading
+    import time
+
+    from vdx.store import WriterLock, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    first, second = WriterLock(engine), WriterLock(engine)
+    entered = threading.Event()
+
+    def take_second() -> None:
+        with second:
+            entered.set()
+
+    with first:
+        thread = threading.Thread(target=take_second)
+        thread.start()
+        assert not entered.wait(0.2)  # held by the first
+        released = time.monotonic()
+    assert entered.wait(5)
+    assert time.monotonic() - released < 0.5
+    thread.join()
+    first.close(), second.close()
+    assert (tmp_path / "hub.db-writer.lock").exists()
+
+
+def test_the_writer_lock_is_a_no_op_without_a_sqlite_file():
+    from vdx.store import WriterLock, make_engine
+
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with WriterLock(make_engine(url)) as lock:
+            assert lock._path is None
+
+
+def test_sqlite_connections_keep_no_statement_cache(tmp_path):
+    """A cached sqlite3 statement keeps its last bound values (a copy of every package body
+    the hub inserted with it) until it runs again: the cache is off."""
+    from sqlalchemy import event
+
+    from vdx.store import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    seen = []
+    event.listen(engine, "do_connect", lambda _d, _r, _a, kwargs: seen.append(dict(kwargs)))
+    with engine.connect():
+        pass
+    assert seen and seen[0]["cached_statements"] == 0

@@ -245,6 +245,9 @@ class HubWorker:
             self._channel.remove_timeout(self._flush_timer)
             self._flush_timer = None
         batch, self._batch, self._batch_size = self._batch, [], 0
+        self._journal_batch(batch)
+
+    def _journal_batch(self, batch: list[Incoming]) -> None:
         # A redelivered message may be the one that killed a worker: it goes alone, after
         # its attempt is recorded, so a poison message cannot take a batch down with it.
         fresh = [m for m in batch if not m.redelivered]

@@ -108,11 +108,12 @@ def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -
 def run_worker(index: int, config: HubConfig, hub_id: str, prefetch: int,
                metrics_port: int | None) -> None:
     """One worker process: logs, metrics, database, keys, then serve until SIGTERM."""
-    from . import logs, metrics, store
+    from . import logs, malloc, metrics, store
     from .broker import amqp_url
     from .hub import HubWorker, WorkerConfig
 
     logs.configure()
+    malloc.tune()
     if metrics_port:
         metrics.serve(metrics_port + index)
     engine = store.make_engine(config.database_url)

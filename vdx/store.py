@@ -195,7 +195,9 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
 
     SQLite: the file's directory is created (0700), and every connection gets foreign
     keys on, WAL (readers do not block the writer, so ``vdx`` commands work while the hub
-    runs) and a busy timeout instead of an immediate "database is locked".
+    runs) and a busy timeout instead of an immediate "database is locked". Python's
+    sqlite3 statement cache is off: a cached statement keeps its last bound values (a
+    copy of every package body of the batch it inserted) until it runs again.
     """
     url = normalise_url(url or database_url())
     parsed = make_url(url)
@@ -203,6 +205,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).setdefault("cached_statements", 0)
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
