@@ -237,3 +237,23 @@ def model_document_id(body: bytes) -> str:
     from vdx.envelope import parse
 
     return parse(body).document_id
+
+
+def test_a_large_package_goes_alone_and_the_connections_start_afresh(hub):
+    """Over ``batch_bytes`` (4 MiB) a batch closes at once; afterwards the worker's
+    database connections are replaced (drivers keep buffers as large as the largest
+    message) and the next package goes through as before."""
+    import os
+
+    g22, h41 = hub.agency("G22"), hub.agency("H41")
+    big = g22.document(h41.code, attachments=[model.Attachment(
+        "scan.pdf", "application/pdf", os.urandom(3_500_000))])
+    assert len(big) > 4 * 1024 * 1024
+    small = g22.document(h41.code)
+    pool = hub.engine.pool
+    g22.send(big)
+    assert h41.inbox(1, timeout=60)[0].body == big
+    assert hub.engine.pool is not pool  # disposed: a new pool, new connections
+    g22.send(small)
+    assert h41.inbox(1)[0].body == small
+    assert receipts(g22.inbox(4)) == ["accepted", "accepted", "delivered", "delivered"]

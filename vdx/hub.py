@@ -244,8 +244,13 @@ class HubWorker:
         if self._flush_timer is not None:
             self._channel.remove_timeout(self._flush_timer)
             self._flush_timer = None
-        batch, self._batch, self._batch_size = self._batch, [], 0
+        batch, large = self._batch, self._batch_size >= self.config.batch_bytes
+        self._batch, self._batch_size = [], 0
         self._journal_batch(batch)
+        if large:
+            # Database drivers keep buffers as large as the largest message they sent or
+            # read (libpq's never shrink): after large packages, start afresh.
+            self.sessions.kw["bind"].dispose()
 
     def _journal_batch(self, batch: list[Incoming]) -> None:
         # A redelivered message may be the one that killed a worker: it goes alone, after
