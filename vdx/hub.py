@@ -565,8 +565,8 @@ class HubWorker:
         confirmed, self._confirmed = self._confirmed, []
         if not confirmed:
             return
-        signed = {}
-        for p in confirmed:
+        signed = {}  # before the claim, to keep the transaction short: a relayed copy's
+        for p in confirmed:  # receipt (claimed before, so dropped) is signed for nothing
             if (d := p.delivery) is not None:
                 receipt = Receipt.delivered(self.config.hub_id, d.sender, d.document_id,
                                             d.recipient, d.delivery_id, d.sha256,

@@ -230,7 +230,13 @@ def new_id() -> str:
 
 
 def lock_ledger_head(session: Session) -> LedgerHead:
-    """The head, locked for this transaction (created on first use)."""
+    """The head, locked for this transaction (created on first use).
+
+    PostgreSQL locks the row (``FOR UPDATE``); SQLite ignores that and serialises whole
+    write transactions instead, from their first write: call this after the
+    transaction has written something (the hub inserts its receipts first), or two
+    SQLite writers could both read the same head.
+    """
     connection = session.connection()
     row = connection.execute(_LOCK_HEAD).first()
     if row is None:

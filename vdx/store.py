@@ -230,6 +230,9 @@ class WriterLock:
     transactions wait for each other far longer than the transactions last. A blocking
     ``flock`` on a file beside the database wakes the next writer as soon as the lock is
     released. Other databases lock rows themselves: for them this does nothing.
+
+    One per worker process, used from one thread: ``flock`` belongs to the open file, so
+    two threads sharing one ``WriterLock`` would not exclude each other.
     """
 
     def __init__(self, engine: Engine) -> None:
