@@ -549,6 +549,16 @@ def twice(what: str, results: dict, measure):
     return None
 
 
+def positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0 or rate == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate above 0 per second")
+    return rate
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -568,7 +578,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="ECDSA P-256 agency keys instead of RSA-2048")
     ap.add_argument("--paced-seconds", type=float, default=6.0,
                     help="length of the paced latency phase (default 6)")
-    ap.add_argument("--paced-rate", type=float, default=None, metavar="PER_S",
+    ap.add_argument("--paced-rate", type=positive_rate, default=None, metavar="PER_S",
                     help="pace the latency phase at this rate instead of half the burst's "
                          "(to see latency without load; the p99 target is at half)")
     ap.add_argument("--json", type=Path, default=HERE / "results.json",

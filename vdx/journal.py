@@ -11,6 +11,7 @@ Repository functions take the session; the caller owns the transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
@@ -20,9 +21,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import (
     ForeignKey,
     Index,
+    Insert,
     Integer,
     LargeBinary,
     String,
+    Table,
     bindparam,
     insert,
     select,
@@ -274,20 +277,10 @@ def append_ledger(session: Session, head: LedgerHead, entries: Iterable[dict],
     return written
 
 
-_INSERTS: dict[str, object] = {}
-
-
 def insert_rows(session: Session, model: type[Base], rows: Sequence[dict]) -> None:
     """One multi-row INSERT (Core, no unit of work) for ``rows`` of ``model``'s table."""
     if rows:
-        table = model.__table__
-        statement = _INSERTS.get(table.name)
-        if statement is None:
-            statement = _INSERTS[table.name] = insert(table)
-        session.connection().execute(statement, list(rows))
-
-
-_INSERTS_RETURNING_ID: dict[str, object] = {}
+        session.connection().execute(_insert(model.__table__), list(rows))
 
 
 def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dict],
@@ -295,12 +288,15 @@ def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dic
     """Like :func:`insert_rows`, returning the generated ``id`` of each row, in order."""
     if not rows:
         return []
-    table = model.__table__
-    statement = _INSERTS_RETURNING_ID.get(table.name)
-    if statement is None:
-        statement = _INSERTS_RETURNING_ID[table.name] = insert(table).returning(
-            table.c.id, sort_by_parameter_order=True)
-    return list(session.connection().scalars(statement, list(rows)))
+    return list(session.connection().scalars(_insert(model.__table__, returning_id=True),
+                                             list(rows)))
+
+
+@functools.cache
+def _insert(table: Table, returning_id: bool = False) -> Insert:
+    statement = insert(table)
+    return (statement.returning(table.c.id, sort_by_parameter_order=True) if returning_id
+            else statement)
 
 
 def _head_entry(session: Session, head: LedgerHead) -> LedgerEntry:

@@ -292,17 +292,21 @@ def admin_log(session: Session, target: str | None = None) -> tuple[AdminEntry, 
                  for r in session.scalars(query))
 
 
-def registered_certificates(session: Session, code: str, now: datetime | None = None, *,
-                            status: str | None | object = ...) -> tuple[x509.Certificate, ...]:
+def registered_certificates(session: Session, code: str,
+                            now: datetime | None = None) -> tuple[x509.Certificate, ...]:
     """The certificates that may sign for ``code`` at ``now``: the current one first, then
     the previous one while its overlap lasts.
 
     This is the signature verifier's ``registered`` lookup. It refuses senders that may
     not send at all: ``registry.unknown_node``, ``registry.node_suspended``,
-    ``registry.node_revoked``. ``status``: the node's status if the caller read it already.
+    ``registry.node_revoked``.
     """
-    if status is ...:
-        status = node_status(session, code)
+    return signing_certificates(session, code, node_status(session, code), now)
+
+
+def signing_certificates(session: Session, code: str, status: str | None,
+                         now: datetime | None = None) -> tuple[x509.Certificate, ...]:
+    """:func:`registered_certificates` for a caller that read the node's ``status``."""
     if status is None:
         raise RegistryError("registry.unknown_node", f"{code} is not registered")
     if status != ACTIVE:

@@ -64,8 +64,8 @@ class RegistryView:
         refusal too: it is raised again for the next package from ``code``)."""
         if code not in self._certificates:
             try:
-                self._certificates[code] = registry.registered_certificates(
-                    self.session, code, status=self.node_status(code))
+                self._certificates[code] = registry.signing_certificates(
+                    self.session, code, self.node_status(code))
             except VdxError as exc:
                 self._certificates[code] = exc
         found = self._certificates[code]

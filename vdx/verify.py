@@ -320,8 +320,9 @@ class Verifier:
                          f"whole document); found {len(references)} "
                          f"({', '.join(repr(r.get('URI')) for r in references)})")
         reference_parts = _children(references[0])
-        self._c14n_name(_one(info_parts, _C14N_METHOD, refuse), refuse)
-        reference_c14n = self._check_transforms(reference_parts, refuse)
+        allowed = self.policy.c14n_algorithms
+        _c14n_name(_one(info_parts, _C14N_METHOD, refuse), allowed, refuse)
+        reference_c14n = _reference_c14n(reference_parts, allowed, refuse)
         signature_method = _one(info_parts, _SIGNATURE_METHOD, refuse)
         digest_method = _one(reference_parts, _DIGEST_METHOD, refuse)
         signature_algorithm = _SIGNATURE_NAME.get(signature_method.get("Algorithm") or "", "")
@@ -420,14 +421,6 @@ class Verifier:
                         info.digest_algorithm, info.c14n_algorithm, legacy)
 
     # -------------------------------------------------------------------- internals --
-
-    def _c14n_name(self, element: etree._Element,
-                   refuse: Callable[[str, str], SignatureError]) -> str:
-        return _c14n_name(element, self.policy.c14n_algorithms, refuse)
-
-    def _check_transforms(self, reference_parts: dict[str, list[etree._Element]],
-                          refuse: Callable[[str, str], SignatureError]) -> str:
-        return _reference_c14n(reference_parts, self.policy.c14n_algorithms, refuse)
 
     def _chain(self, cert: x509.Certificate, now: datetime) -> _KnownChain:
         cached = self._chains.get(cert)
@@ -596,10 +589,6 @@ def _edxml_signature(root: etree._Element) -> etree._Element:
     return root.find(_ENVELOPE).find(_HEADER).find(DS_SIGNATURE)
 
 
-def _refuse(code: str, message: str) -> SignatureError:
-    return SignatureError(code, message)
-
-
 def _c14n_name(element: etree._Element, allowed: Collection[str],
                refuse: Callable[[str, str], SignatureError]) -> str:
     name = _C14N_NAME.get(element.get("Algorithm") or "", "")
@@ -644,22 +633,22 @@ def _read_signed_reference(canonical_info: bytes, signed_info: etree._Element,
     parts = _children(signed_info)
     references = parts.get(_REFERENCE, [])
     if len(references) != 1 or references[0].get("URI") != "":
-        raise _refuse("signature.misplaced", "the signed SignedInfo does not hold exactly "
+        raise SignatureError("signature.misplaced", "the signed SignedInfo does not hold exactly "
                                              "one Reference with URI=\"\"")
     reference_parts = _children(references[0])
-    c14n = _reference_c14n(reference_parts, c14n_algorithms, _refuse)
-    digest_method = _one(reference_parts, _DIGEST_METHOD, _refuse)
+    c14n = _reference_c14n(reference_parts, c14n_algorithms, SignatureError)
+    digest_method = _one(reference_parts, _DIGEST_METHOD, SignatureError)
     digest = _DIGEST_NAME.get(digest_method.get("Algorithm") or "", "")
     if not digest or (digest_algorithms is not None and digest not in digest_algorithms):
-        raise _refuse("signature.weak_algorithm", f"digest algorithm "
+        raise SignatureError("signature.weak_algorithm", f"digest algorithm "
                       f"{digest_method.get('Algorithm')!r} is not allowed")
     transforms = [t for t in reference_parts[_TRANSFORMS][0] if isinstance(t.tag, str)]
     # No C14N transform: XML-DSig's node-set-to-octets step, inclusive C14N 1.0.
     exclusive, prefixes = _c14n_options(transforms[1]) if len(transforms) == 2 \
         else (False, None)
-    value = _one(reference_parts, _DIGEST_VALUE, _refuse).text
+    value = _one(reference_parts, _DIGEST_VALUE, SignatureError).text
     if value is None:
-        raise _refuse("signature.invalid", "DigestValue is empty")
+        raise SignatureError("signature.invalid", "DigestValue is empty")
     return SignedReference(c14n, digest, binascii.a2b_base64(value), exclusive, prefixes)
 
 
