@@ -11,10 +11,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# deploy/setup.sh starts what is installed but down, enables the broker's management
+# plugin and installs the test tools (as root with apt); otherwise it says what to do.
 demo: $(STAMP)
+	@bash deploy/setup.sh demo
 	$(VENV)/bin/vdx demo
 
 test: $(STAMP)
+	@bash deploy/setup.sh test
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
