@@ -16,7 +16,7 @@ import click
 import vdx
 from vdx import envelope, model
 from vdx.errors import VdxError
-from vdx.identifiers import identifier_problem
+from vdx.identifiers import identifier_problem, node_code_problem
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -42,10 +42,17 @@ class _VdxGroup(click.Group):
 
 
 def _agency_code(ctx: click.Context, param: click.Parameter, value):
+    # Any code that can name a node: one outside the official forms (vxp.saas.03) is a
+    # node the registry may hold, so it is a warning here; the command that uses it
+    # says if the registry does not have it.
     values = value if isinstance(value, tuple) else (value,)
     for code in values:
-        if code is not None and (problem := identifier_problem(code)):
+        if code is None:
+            continue
+        if problem := node_code_problem(code):
             raise click.BadParameter(problem)
+        if problem := identifier_problem(code):
+            click.echo(f"warning: quirk.nonstandard_identifier: {problem}", err=True)
     return value
 
 
@@ -106,10 +113,11 @@ main.add_command(envelope_group, "envelope")
               help="Then verify each signature against the trust anchors and CRLs in DIR.")
 def envelope_check(files: tuple[str, ...], as_json: bool, max_bytes: int,
                    trust_dir: str | None) -> None:
-    """Check each FILE against the edXML schema and the identifier rules (and, with
-    --trust, its signature).
+    """Check each FILE against the edXML schema, its consistency, its attachments and
+    the identifier rules (and, with --trust, its signature), reporting every problem
+    found, and name the tolerated quirks of live traffic as warnings.
 
-    Exit 0 when every file is valid, 1 when any is not.
+    Exit 0 when every file is valid (warnings or not), 1 when any is not.
     """
     limits = vdx.ParseLimits(max_bytes=max_bytes)
     verifier = _verifier(trust_dir) if trust_dir else None
@@ -130,6 +138,7 @@ def _verdict_json(name: str, verdict: envelope.Verdict) -> dict[str, object]:
         "valid": verdict.valid,
         "kind": package.kind if package else None,
         "problems": [p.to_dict() for p in verdict.problems],
+        "warnings": [p.to_dict() for p in verdict.warnings],
     }
 
 
@@ -139,11 +148,17 @@ def _print_verdict(name: str, verdict: envelope.Verdict) -> None:
         what = (f"document {package.document_id}" if isinstance(package, model.DocumentPackage)
                 else f"status {package.status_code} for {package.response_for.document_id}")
         click.echo(f"{click.style('valid', fg='green')}    {name}: {what}")
-        return
-    click.echo(f"{click.style('invalid', fg='red')}  {name}")
+    else:
+        click.echo(f"{click.style('invalid', fg='red')}  {name}")
     for p in verdict.problems:
-        where = " ".join(x for x in (f"line {p.line}" if p.line else "", p.path or "") if x)
-        click.echo(f"  {p.code}  {where}\n    {p.message}")
+        click.echo(f"  {p.code}  {_where(p)}\n    {p.message}")
+    for p in verdict.warnings:
+        click.echo(f"  {click.style('warning', fg='yellow')} {p.code}  {_where(p)}\n"
+                   f"    {p.message}")
+
+
+def _where(p: vdx.Problem) -> str:
+    return " ".join(x for x in (f"line {p.line}" if p.line else "", p.path or "") if x)
 
 
 @envelope_group.command("new")
@@ -347,7 +362,7 @@ def _with_signature(data: bytes, verdict: envelope.Verdict, verifier) -> envelop
     try:
         verify_offline(data, verifier)
     except VdxError as exc:
-        return envelope.Verdict((exc.problem,))
+        return envelope.Verdict((exc.problem,), None, verdict.warnings)
     return verdict
 
 
@@ -605,12 +620,16 @@ main.add_command(node_group, "node")
 @click.option("--email", help="Contact e-mail of the agency's administrator.")
 @_trust_dir
 @_credentials_file
+@click.option("--allow-nonstandard-code", "nonstandard", is_flag=True,
+              help="Accept a CODE in neither official form (QCVN 102:2016, Decision "
+                   "20/2020) that the national axis uses, e.g. vxp.saas.03 or 01.02.G22.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node and credentials as JSON.")
 def node_register(code, name, cert_file, parent_code, email, trust, credentials_file,
-                  as_json) -> None:
+                  nonstandard, as_json) -> None:
     """Register agency CODE with its certificate and give it a broker account."""
     node, credentials = _admin(trust).register(code, name, _read(cert_file),
-                                               parent_code=parent_code, email=email)
+                                               parent_code=parent_code, email=email,
+                                               allow_nonstandard_code=nonstandard)
     if as_json and not credentials_file:
         _emit_json(node.to_dict() | {"credentials": credentials.to_dict()})
         return
@@ -848,20 +867,27 @@ main.add_command(document_group, "document")
 @click.argument("document_id")
 @click.option("--json", "as_json", is_flag=True)
 def document_show(document_id: str, as_json: bool) -> None:
-    """The whole timeline of DOCUMENT_ID across all its recipients."""
+    """The whole timeline of DOCUMENT_ID across all its recipients (in arrival order),
+    then each recipient's current status (its furthest by meaning)."""
     from vdx import audit
 
     with _admin().transaction() as session:
         events = audit.document_timeline(session, document_id)
+        current = audit.current_statuses(session, document_id)
     if not events:
         _fail(f"the hub has no record of {document_id}")
     if as_json:
-        _emit_json({"document_id": document_id, "events": [e.to_dict() for e in events]})
+        _emit_json({"document_id": document_id, "events": [e.to_dict() for e in events],
+                    "current_status": [c.to_dict() for c in current]})
         return
     for e in events:
         who = f"{e.actor} → {e.recipient}" if e.recipient else e.actor
         click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.event:<10}  {who}"
                    + (f"  ({e.detail})" if e.detail else ""))
+    for c in current:
+        click.echo(f"{'current':<19}  {'status ' + c.status_code:<10}  {c.recipient}  "
+                   f"({model.STATUS_MEANINGS[c.status_code][0]}, since "
+                   f"{c.at:%Y-%m-%d %H:%M:%S})")
 
 
 @main.group(cls=_VdxGroup)
@@ -1058,8 +1084,10 @@ def _gateway_admin():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--replay-window", type=click.IntRange(10, 86_400), default=300,
-              show_default=True, help="Seconds a request's timestamp may differ from the "
-                                      "gateway's clock; signatures are remembered as long.")
+              show_default=True, help="Seconds a strict system's timestamp may differ from "
+                                      "the gateway's clock (under some reading of its zone); "
+                                      "signatures are remembered until no reading accepts "
+                                      "them.")
 @_gateway_credentials
 def gateway_run(host: str, port: int, replay_window: int, credentials_file: str | None) -> None:
     """Serve the VXP operations until SIGTERM; agency software points its endpoint here."""
@@ -1083,19 +1111,32 @@ def gateway_run(host: str, port: int, replay_window: int, credentials_file: str 
                    "(PEM, mode 0600; the file stays where it is).")
 @click.option("--cert", "sign_cert", type=click.Path(exists=True, dir_okay=False),
               help="The node's registered certificate, with --sign-with-key.")
+@click.option("--policy", type=click.Choice(["strict", "compatible"]), default="strict",
+              show_default=True,
+              help="strict: each signed request once, its timestamp fresh; compatible: the VXP "
+                   "SDK as deployed (one service object kept for the whole run).")
+@click.option("--zone", type=click.Choice(["auto", "UTC", "Asia/Ho_Chi_Minh"],
+                                          case_sensitive=False), default="auto",
+              show_default=True, help="How its timestamps are read (auto: Vietnam time or UTC).")
+@click.option("--allow-from", "allow_from", multiple=True, metavar="CIDR",
+              help="Accept its requests only from this address or network (repeatable; "
+                   "default any).")
 @_gateway_credentials
 @click.option("--json", "as_json", is_flag=True)
-def gateway_add_system(system_id, nodes, sign_key, sign_cert, credentials_file, as_json) -> None:
+def gateway_add_system(system_id, nodes, sign_key, sign_cert, policy, zone, allow_from,
+                       credentials_file, as_json) -> None:
     """Register SYSTEMID (the VXP SDK's systemId) and print its secret, once."""
     systems, admin = _gateway_admin()
     new = systems.add_system(admin, system_id, tuple(nodes),
                              credentials_file=Path(credentials_file) if credentials_file
                              else None, sign_key=Path(sign_key) if sign_key else None,
-                             sign_cert=Path(sign_cert) if sign_cert else None)
+                             sign_cert=Path(sign_cert) if sign_cert else None,
+                             policy=policy, zone=zone, allow_from=allow_from)
     if as_json:
         _emit_json(new.system.to_dict() | {"secret": new.secret})
     else:
         click.echo(f"system   {new.system.system_id}  for {', '.join(new.system.nodes)}")
+        click.echo(f"judged   {_judged(new.system)}")
         click.echo(f"secret   {new.secret}")
         click.echo("shown once: give it to the system's VXP SDK configuration (secret); "
                    "the hub cannot show it again", err=True)
@@ -1120,7 +1161,38 @@ def gateway_systems(as_json: bool) -> None:
         click.echo("no connected systems (`vdx gateway add-system SYSTEMID --node CODE`)")
     for s in found:
         click.echo(f"{s.system_id:<24}  {', '.join(s.nodes)}  (added {s.created_at:%Y-%m-%d} "
-                   f"by {s.created_by})")
+                   f"by {s.created_by})  {_judged(s)}")
+
+
+@gateway_group.command("set-policy")
+@click.argument("system_id")
+@click.option("--policy", type=click.Choice(["strict", "compatible"]),
+              help="strict: each signed request once, its timestamp fresh; compatible: the VXP "
+                   "SDK as deployed (one service object kept for the whole run).")
+@click.option("--zone", type=click.Choice(["auto", "UTC", "Asia/Ho_Chi_Minh"],
+                                          case_sensitive=False),
+              help="How its timestamps are read (auto: Vietnam time or UTC).")
+@click.option("--allow-from", "allow_from", multiple=True, metavar="CIDR",
+              help="Accept its requests only from these addresses or networks (repeatable; "
+                   "replaces the list).")
+@click.option("--any-address", is_flag=True, help="Accept its requests from any address.")
+@click.option("--json", "as_json", is_flag=True)
+def gateway_set_policy(system_id, policy, zone, allow_from, any_address, as_json) -> None:
+    """Change how SYSTEMID's requests are judged; takes effect with its next request."""
+    if allow_from and any_address:
+        raise click.UsageError("give --allow-from or --any-address, not both")
+    systems, admin = _gateway_admin()
+    system = systems.set_policy(admin, system_id, policy=policy, zone=zone,
+                                allow_from=() if any_address else (allow_from or None))
+    if as_json:
+        _emit_json(system.to_dict())
+    else:
+        click.echo(f"{system.system_id}: {_judged(system)}")
+
+
+def _judged(system) -> str:
+    addresses = ", ".join(system.allow_from) or "any address"
+    return f"policy {system.policy}, zone {system.zone}, from {addresses}"
 
 
 @gateway_group.command("remove-system")

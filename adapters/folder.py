@@ -5,13 +5,16 @@ For agency software that can only read and write files. Under one folder ``DIR``
 ``outbox/``
     Drop a package here (write it elsewhere or under a name starting with ``.``, then
     rename it in: a file is taken as it is when seen). It is checked locally (edXML schema,
-    sender = this node, signed, or signed by the bridge when it has the node's key),
+    sender = this node, signed, or signed by the bridge when it has the node's key: a
+    placeholder signature, which legacy software writes, is replaced by the bridge's),
     journaled, then published to the hub. It stays here until the hub answers.
 ``sent/``
-    Packages the hub accepted (or already had: ``duplicate``).
+    Packages the hub accepted (or already had: ``duplicate``), as dropped; the report
+    line says when the bridge signed what it sent.
 ``failed/``
     Packages refused, each with ``<name>.error.json`` saying why: the hub's error code
-    and message (``"stage": "hub"``), or the local check that failed (``"stage": "local"``).
+    and message (``"stage": "hub"``, with ``"signed_by_bridge"``), or the local check
+    that failed (``"stage": "local"``).
 ``inbox/``
     Documents and statuses delivered to this node, verified end to end, as
     ``<kind>-<sender>-<delivery id>.xml``. Status 01 (arrived) goes back automatically.
@@ -44,6 +47,7 @@ from cryptography import x509
 from vdx.client import Delivery, NodeClient, RefusedDelivery, SignedReceipt, Submission
 from vdx.envelope import check
 from vdx.errors import TransportError
+from vdx.quirks import placeholder_signatures
 from vdx.signing import DS_SIGNATURE, Signer
 from vdx.trust import TrustStore
 from vdx.xmlsafe import parse_untrusted
@@ -232,12 +236,17 @@ class FolderBridge:
             raise LocalRefusal("routing.sender_mismatch",
                                f"the package is from {sender}; this bridge sends for "
                                f"{self.config.node}")
-        if next(parse_untrusted(data).getroot().iter(DS_SIGNATURE), None) is not None:
+        root = parse_untrusted(data).getroot()
+        if next(root.iter(DS_SIGNATURE), None) is not None:
             return data
         if self.config.signer is None:
+            if placeholder_signatures(root):
+                raise LocalRefusal("signature.placeholder", "the package carries only a "
+                                   "placeholder signature and the bridge has no key to sign "
+                                   "it (--key and --cert)")
             raise LocalRefusal("signature.missing", "the package is not signed and the "
                                "bridge has no key to sign it (--key and --cert)")
-        return self.config.signer.sign(data)
+        return self.config.signer.sign(data)  # in place of a placeholder, if there is one
 
     def _publish(self, entry: Entry) -> None:
         assert self._client is not None
@@ -282,6 +291,8 @@ class FolderBridge:
         # Moved already (a crash after the move), or replaced by a new file of that name:
         # either way the file there is not this package any more.
         present = source.is_file() and _sha256(source.read_bytes()) == entry.file_sha256
+        # The bridge changes what it sends only by signing it.
+        signed_here = entry.sha256 != entry.file_sha256
         if receipt.kind == "rejected" and receipt.rejection is not None:
             j = receipt.rejection
             if present:
@@ -290,11 +301,13 @@ class FolderBridge:
                     "message_vi": j.message_vi, "detail": j.detail, "line": j.line,
                     "path": j.path, "receipt_id": receipt.receipt_id,
                     "receipt_file": str(receipt_path.relative_to(self.root)),
-                    "message_id": entry.message_id, "package_sha256": receipt.package_sha256})
+                    "message_id": entry.message_id, "package_sha256": receipt.package_sha256,
+                    "signed_by_bridge": signed_here})
         elif present:
             target = move(source, self.dirs["sent"])
             self.summary.sent += 1
-            self.report(f"sent     {entry.name} -> sent/{target.name} ({receipt.kind}, "
+            signed = ", signed by the bridge" if signed_here else ""
+            self.report(f"sent     {entry.name} -> sent/{target.name} ({receipt.kind}{signed}, "
                         f"receipt {receipt_path.name})")
         self._journal.mark_done(entry.message_id, receipt.kind)
 

@@ -14,7 +14,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,14 +115,17 @@ class GatewayWorld:
 
 
 @contextmanager
-def running_gateway(hub: Hub, tmp: Path, served: dict[str, str]) -> Iterator[GatewayWorld]:
-    """Serve a gateway on ``hub``; ``served`` maps a system name to an agency prefix."""
+def running_gateway(hub: Hub, tmp: Path, served: dict[str, str],
+                    clock: Callable[[], datetime] | None = None) -> Iterator[GatewayWorld]:
+    """Serve a gateway on ``hub``; ``served`` maps a system name to an agency prefix;
+    ``clock`` replaces the gateway's (to age requests without waiting)."""
     credentials = tmp / "gateway-broker.json"
     first, *rest = served.items()
     new = gateway_systems.add_system(hub.admin, f"dms.{first[0]}.{os.getpid()}",
                                      (hub.agency(first[1]).code,), credentials_file=credentials)
     url = json.loads(credentials.read_text())["amqp_url"]
-    gateway = Gateway(GatewayConfig(hub.config, url, refresh_seconds=0.3), engine=hub.engine)
+    gateway = Gateway(GatewayConfig(hub.config, url, refresh_seconds=0.3), engine=hub.engine,
+                      **({"clock": clock} if clock is not None else {}))
     with TestClient(create_app(gateway)) as http:
         world = GatewayWorld(hub, gateway, http, {}, credentials)
         world.systems[first[0]] = VxpSystem(new.system.system_id, new.secret,
@@ -131,6 +134,30 @@ def running_gateway(hub: Hub, tmp: Path, served: dict[str, str]) -> Iterator[Gat
             world.add_system(name, hub.agency(prefix).code)
         assert gateway.drainer.ready.wait(10)
         yield world
+
+
+@contextmanager
+def serve_http(gateway: Gateway) -> Iterator[str]:
+    """``gateway`` on a real socket (uvicorn in a thread, a free port), for clients that
+    are not Python, such as the Java SDK; yields the endpoint URL. The gateway's lifecycle
+    (its inbox drainer) stays with whoever started it."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(gateway, manage_lifecycle=False),
+                                           host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def write_key(agency: Agency, directory: Path, mode: int = 0o600) -> tuple[Path, Path]:

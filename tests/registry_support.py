@@ -112,11 +112,12 @@ def expired_certificate(test_pki: TestPki, code: str) -> x509.Certificate:
 
 
 @contextmanager
-def database(backend: str, tmp: Path) -> Iterator[Engine]:
-    """A migrated, empty database on ``backend`` (``sqlite`` or ``postgresql``)."""
+def database(backend: str, tmp: Path, revision: str = "head") -> Iterator[Engine]:
+    """An empty database on ``backend`` (``sqlite`` or ``postgresql``), migrated to
+    ``revision`` (a migration test starts from an earlier one)."""
     if backend == "sqlite":
         engine = store.make_engine(f"sqlite:///{tmp / 'registry.db'}")
-        store.migrate(engine)
+        store.migrate(engine, revision)
         try:
             yield engine
         finally:
@@ -134,7 +135,7 @@ def database(backend: str, tmp: Path) -> Iterator[Engine]:
     engine = store.make_engine(POSTGRES_URL,
                                connect_args={"options": f"-csearch_path={schema}"})
     try:
-        store.migrate(engine)
+        store.migrate(engine, revision)
         yield engine
     finally:
         engine.dispose()

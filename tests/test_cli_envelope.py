@@ -47,13 +47,24 @@ def test_new_builds_a_valid_package_with_attachments(run, tmp_path):
     assert package.response_for[0].organ_id == H41
 
 
-def test_new_refuses_a_malformed_code_with_a_reason(run, tmp_path):
+def test_new_refuses_a_code_that_cannot_name_a_node_with_a_reason(run, tmp_path):
+    result = CliRunner().invoke(main, ["envelope", "new", "--from", "000/00/00/G22", "--to",
+                                       H41, "--subject", "s", "--code", "1/A", "--type-name",
+                                       "t", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "contains '/'" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_new_warns_of_a_code_outside_the_official_forms(tmp_path):
     result = CliRunner().invoke(main, ["envelope", "new", "--from", "28.22.H17", "--to", H41,
                                        "--subject", "s", "--code", "1/A", "--type-name", "t",
+                                       "--from-name", "Sở thử nghiệm",
                                        "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2
-    assert "has 3 groups" in result.output
-    assert not (tmp_path / "x").exists()
+    assert result.exit_code == 0, result.output
+    assert "warning: quirk.nonstandard_identifier" in result.stderr
+    assert "has 3 groups" in result.stderr
+    assert vdx.parse((tmp_path / "x").read_bytes()).sender.organ_id == "28.22.H17"
 
 
 def test_check_exit_codes_and_json(run, tmp_path):
@@ -128,3 +139,48 @@ def test_show_of_an_invalid_package_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["envelope", "show", str(CORPUS / "billion_laughs.xml")])
     assert result.exit_code == 1
     assert result.output.strip().startswith("error: envelope.dtd_forbidden")
+
+
+QUIRKS = Path(__file__).parent / "corpus" / "quirks"
+
+
+def test_check_names_tolerated_quirks_as_warnings_in_json(run):
+    result = run("envelope", "check", "--json", str(QUIRKS / "live_traffic.xml"),
+                 str(QUIRKS / "no_signature.xml"))
+    assert result.exit_code == 0, result.output
+    live, plain = json.loads(result.stdout)
+    assert live["valid"] and live["problems"] == [] and plain["warnings"] == []
+    codes = {w["code"] for w in live["warnings"]}
+    assert {"quirk.to_places_last", "quirk.placeholder_signature",
+            "quirk.manifest_type_differs", "quirk.nonstandard_identifier"} <= codes
+    first = live["warnings"][0]
+    assert set(first) == {"code", "message", "line", "path"} and first["line"]
+
+
+def test_check_shows_warnings_to_people(run):
+    result = run("envelope", "check", str(QUIRKS / "to_places_last.xml"))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("valid")
+    assert "warning quirk.to_places_last" in lines[1] and "/MessageHeader/ToPlaces" in lines[1]
+    assert "after OtherInfo" in lines[2]
+
+
+def test_check_reports_every_layer_in_one_pass(run, tmp_path):
+    """A schema error no longer hides the identifier and attachment problems under it."""
+    data = (QUIRKS / "to_places_last.xml").read_text()
+    data = data.replace("<Subject>", "<Subjet>").replace("</Subject>", "</Subjet>")
+    data = data.replace(f"<To><OrganId>{H41}", "<To><OrganId>H41/../G22")
+    data = data.replace("<AttachmentName>cong-van.pdf</AttachmentName>\n      <Description>",
+                        "<AttachmentName>khac.pdf</AttachmentName>\n      <Description>")
+    bad = tmp_path / "bad.edxml"
+    bad.write_text(data)
+    result = run("envelope", "check", "--json", str(bad))
+    assert result.exit_code == 1
+    (verdict,) = json.loads(result.stdout)
+    codes = [p["code"] for p in verdict["problems"]]
+    assert codes[0] == "envelope.schema"
+    assert "envelope.bad_attachment" in codes and "envelope.bad_identifier" in codes
+    assert [w["code"] for w in verdict["warnings"]] == ["quirk.to_places_last"]
+    human = run("envelope", "check", str(bad)).output
+    assert "envelope.bad_identifier" in human and "warning quirk.to_places_last" in human

@@ -194,6 +194,32 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(hub):
     assert missing.exit_code == 2 and "cannot read /nonexistent.pem" in missing.stderr
 
 
+def test_a_nonstandard_code_is_registered_only_when_asked(hub):
+    import secrets
+
+    code = f"vxp.saas.t{secrets.token_hex(3)}"
+    hub.refused("node", "register", code, "--name", "Hệ thống thử nghiệm", "--cert",
+                hub.cert_file(code), expect="--allow-nonstandard-code")
+    result = hub.register(code, "--allow-nonstandard-code", "--json")
+    node = json.loads(result.stdout)
+    assert node["code"] == code and node["credentials"]["username"] == code
+    queue = hub.api.get(f"queues/{hub.vhost}/vdx.node.{code}.inbox")
+    assert queue is not None and queue["type"] == "quorum"
+    rights = hub.api.get(f"permissions/{hub.vhost}/{code}")
+    assert rights["read"] == "^vdx\\.node\\.{}\\.inbox$".format(code.replace(".", "\\."))
+    assert show(hub, code)["status"] == "active"
+
+
+def test_no_node_takes_over_a_broker_account_that_is_not_a_nodes(hub):
+    own = hub.api.settings.user  # the hub's own login (guest here)
+    hub.refused("node", "register", own, "--name", "x", "--cert", hub.cert_file(own),
+                "--allow-nonstandard-code", expect="the hub's own login")
+    hub.refused("node", "register", "vdx.gateway", "--name", "x", "--cert",
+                hub.cert_file("vdx.gateway"), "--allow-nonstandard-code",
+                expect="hub's own broker accounts")
+    assert hub.api.get(f"users/{own}")["tags"]  # untouched
+
+
 def _registered(hub: Hub, code: str):
     from vdx import registry
 

@@ -202,3 +202,19 @@ def test_check_with_trust_adds_the_signature_verdict(run, pki_dir: Path,
     assert verdicts[signed.name]["valid"]
     assert [p["code"] for p in verdicts[unsigned.name]["problems"]] == ["signature.missing"]
     assert run("envelope", "check", "--trust", pki_dir, signed).exit_code == 0
+
+
+def test_a_placeholder_is_named_by_check_trust_and_replaced_by_sign(run, pki_dir, tmp_path):
+    legacy = Path(__file__).parent / "corpus" / "quirks" / "placeholder_signature.xml"
+    refused = run("envelope", "check", "--json", "--trust", pki_dir, legacy)
+    assert refused.exit_code == 1
+    (verdict,) = json.loads(refused.stdout)
+    assert verdict["problems"][0]["code"] == "signature.placeholder"
+    assert [w["code"] for w in verdict["warnings"]] == ["quirk.placeholder_signature"]
+    ca, out = pki.CaDir(pki_dir), tmp_path / "legacy.signed.edxml"
+    signed = run("envelope", "sign", legacy, "--key", ca.agency_key(G22), "--cert",
+                 ca.agency_cert(G22), "--out", out)
+    assert signed.exit_code == 0, signed.output
+    checked = run("envelope", "check", "--json", "--trust", pki_dir, out)
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)[0]["warnings"] == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
+import sqlite3
 import time
 import uuid
 from datetime import date
@@ -11,8 +14,9 @@ import pika
 import pytest
 
 from tests.hub_support import Agency, Hub, running_hub
-from vdx import build, model, pki, provision
+from vdx import build, envelope, inbound, model, pki, provision
 from vdx.client import NodeClient, SignedReceipt
+from vdx.client_state import ARRIVING, SqliteState
 from vdx.errors import SignatureError, TransportError
 from vdx.inbound import verify_receipt
 from vdx.receipts import Receipt, build_receipt, parse_receipt, sign_receipt
@@ -162,8 +166,8 @@ def test_a_delivery_is_verified_and_acknowledged_only_after_the_handler(hub):
         (again,) = receiver.deliveries(timeout=10, limit=1)
         assert again.delivery_id == first.delivery_id and again.redelivered
         assert again.package == first.package
-        # status 01 went back on its own, signed by the recipient
-        (arrived,) = sender.deliveries(timeout=10, limit=1)
+        # status 01 went back on its own, signed by the recipient, once for two handlings
+        (arrived,) = sender.deliveries(timeout=3)
     assert (arrived.kind, arrived.status_code, arrived.sender) == ("status", "01", b.code)
     assert arrived.document_id == submission.document_id
 
@@ -198,6 +202,140 @@ def test_a_delivery_is_handed_out_once_per_delivery_id_even_after_a_restart(hub,
     assert ready_messages(hub, provision.inbox_queue(b.code)) == 0  # acknowledged, not lost
     statuses = [m for m in a.drain() if m.type == "edxml.status"]
     assert len(statuses) == 1  # one status 01, whatever the copies
+
+
+def status_receipt(client: NodeClient, code: str, timeout: float = 10.0) -> Receipt:
+    """The hub's ``accepted`` receipt for a status ``code`` that ``client`` sent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for item in client.receipts(timeout=0.2):
+            if (item.receipt.kind, item.receipt.status_code) == ("accepted", code):
+                return item.receipt
+    raise AssertionError(f"no accepted receipt for a status {code} within {timeout} s")
+
+
+def statuses_at(agency: Agency) -> list[bytes]:
+    """The status packages the hub relayed to ``agency`` (its inbox drained)."""
+    return [m.body for m in agency.drain(settle=1.0) if m.type == "edxml.status"]
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after it runs, nothing is settled."""
+
+
+def crash_in_handler(hub: Hub, agency: Agency, state) -> str:
+    """Hand the delivery waiting for ``agency`` to a handler that dies after the 01 was
+    accepted by the hub; its delivery id."""
+    client = client_for(hub, agency, state=state)
+    with client:
+        stream = client.deliveries(timeout=10)
+        delivery = next(stream)
+        status_receipt(client, "01")  # the 01 went out before the handler: it is there
+    # closed without settling, as a process that died: the broker has it back
+    del stream
+    return delivery.delivery_id
+
+
+def test_status_01_is_sent_before_the_handler_runs(hub):
+    a, b = pair(hub)
+    with client_for(hub, a) as sender, client_for(hub, b) as receiver:
+        sender.send(document_value(a.code, b.code))
+        for delivery in receiver.deliveries(timeout=10, limit=1):
+            # inside the handler: the hub already accepted the automatic 01
+            assert status_receipt(receiver, "01").document_id == delivery.document_id
+            receiver.send_status(delivery, "03")
+        relayed = [d.status_code for d in sender.deliveries(timeout=10, limit=2)]
+    assert sorted(relayed) == ["01", "03"]
+
+
+@pytest.mark.parametrize("handler_returned", [False, True],
+                         ids=["crash-in-handler", "crash-before-the-01-confirm"])
+def test_one_01_per_delivery_across_a_crash(hub, tmp_path, handler_returned):
+    a, b = pair(hub)
+    state = tmp_path / "receiver.db"
+    a.send(a.document(b.code))
+    delivery_id = crash_in_handler(hub, b, state)
+    if handler_returned:  # as if the handler had returned before the 01 was confirmed
+        recorded = SqliteState(state)
+        record = recorded.delivery(delivery_id)
+        assert record.state == ARRIVING and record.arrival_body
+        recorded.mark_handled(delivery_id, record.arrival_id, record.arrival_body)
+        recorded.close()
+    with client_for(hub, b, state=state) as restarted:
+        handled = list(restarted.deliveries(timeout=1.5))
+    if handler_returned:
+        assert handled == []  # not handed out again: the handler had finished
+    else:  # the handler never finished: the document is not lost
+        assert [(d.delivery_id, d.redelivered) for d in handled] == [(delivery_id, True)]
+    assert ready_messages(hub, provision.inbox_queue(b.code)) == 0
+    (arrived,) = statuses_at(a)  # the 01 published again had the same id: dropped
+    assert b"<edXML:StatusCode>01</edXML:StatusCode>" in arrived
+
+
+def test_a_01_recorded_but_never_published_goes_out_on_redelivery(hub, tmp_path,
+                                                                  monkeypatch):
+    a, b = pair(hub)
+    state = tmp_path / "receiver.db"
+    a.send(a.document(b.code))
+    def crash(*_args):
+        raise Crash
+
+    with client_for(hub, b, state=state) as client:
+        monkeypatch.setattr(client, "_publish_arrival", crash)
+        with pytest.raises(Crash):
+            next(client.deliveries(timeout=10))
+    assert statuses_at(a) == []  # recorded, but the process died before publishing it
+    with sqlite3.connect(state) as db:
+        ((delivery_id, recorded, body),) = db.execute(
+            "SELECT delivery_id, state, arrival_body FROM deliveries").fetchall()
+    assert recorded == ARRIVING
+    with client_for(hub, b, state=state) as restarted:
+        (again,) = restarted.deliveries(timeout=10, limit=1)
+    assert again.delivery_id == delivery_id
+    assert statuses_at(a) == [body]  # exactly the 01 recorded before the crash
+
+
+def test_a_delivery_carries_its_attachments_decoded_from_the_one_parse(hub, monkeypatch):
+    a, b = pair(hub)
+    sent = (
+        model.Attachment("cong-van.pdf", "application/pdf", b"%PDF-1.7\n" + os.urandom(400_000)),
+        model.Attachment("phu-luc.xlsx", "application/vnd.openxmlformats-officedocument."
+                         "spreadsheetml.sheet", os.urandom(70_001)),
+        model.Attachment("ghi-chu.txt", "text/plain", "Ghi chú có dấu\n".encode(),
+                         description="Ghi chú"),
+    )
+    document = dataclasses.replace(document_value(a.code, b.code), attachments=sent)
+    loaded, decoded = [], []
+    load_tree, from_tree = inbound.load_tree, envelope.from_tree
+
+    def counting_load(body, *args):
+        tree = load_tree(body, *args)
+        loaded.append(tree.getroot())
+        return tree
+
+    def counting_read(tree, *, attachment_data=True):
+        if attachment_data:  # the hub's own reads (in this process) decode nothing
+            decoded.append(tree.getroot())
+        return from_tree(tree, attachment_data=attachment_data)
+
+    monkeypatch.setattr(inbound, "load_tree", counting_load)
+    monkeypatch.setattr(envelope, "from_tree", counting_read)
+    with client_for(hub, a) as sender, client_for(hub, b) as receiver:
+        sender.send(document)
+        (delivery,) = receiver.deliveries(timeout=10, limit=1)
+    got = delivery.package.attachments
+    assert [(x.name, x.content_type, x.content_id, x.description) for x in got] == [
+        (x.name, x.content_type, x.content_id, x.description) for x in sent]
+    assert [x.data for x in got] == [x.data for x in sent]
+    # decoded from the tree the signature was verified on: one parse of the body
+    assert len(loaded) == 1 and len(decoded) == 1 and decoded[0] is loaded[0]
+
+    a.send(a.signer.sign(build(dataclasses.replace(
+        document, document_id=document.document_id + "-2"))))
+    with client_for(hub, b, attachment_data=False) as lean:
+        (listed,) = lean.deliveries(timeout=10, limit=1)
+    assert [x.name for x in listed.package.attachments] == [x.name for x in sent]
+    assert all(x.data == b"" for x in listed.package.attachments)
 
 
 def test_a_delivery_that_does_not_verify_is_dead_lettered(hub):

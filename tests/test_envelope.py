@@ -40,7 +40,9 @@ def organizations(code=agency):
 
 staff = st.builds(model.StaffInfo, text, text, opt_text, opt_text, opt_text, opt_text)
 response_for = st.builds(model.ResponseFor, organ_ids, text, nonblank, st.none() | days)
-trace = st.lists(st.builds(model.TraceHeader, organ_ids, moments), max_size=3).map(tuple)
+# A trace header may name no agency (live traffic): None is written as no OrganId.
+trace = st.lists(st.builds(model.TraceHeader, st.none() | organ_ids, moments),
+                 max_size=3).map(tuple)
 business = st.builds(
     model.Business,
     doc_type=st.integers(0, 3), document_id=st.none() | nonblank, reason=opt_text,
@@ -145,3 +147,23 @@ def test_document_id_in_both_places_is_refused():
         b"<SignerInfo>", b"<Subject>s</Subject><SignerInfo>"))
     twice = _with_document_id_moved(vdx.build(package), keep_first=True)
     assert [p.code for p in vdx.check(twice).problems] == ["envelope.schema"]
+
+
+def test_check_reports_every_layer_in_one_pass():
+    """A schema error does not hide what the layers under it find: consistency,
+    attachments and identifiers are read from the tree whatever the schema said."""
+    status = vdx.build(model.StatusPackage(
+        sender=model.Organization("000.00.00.H41", organ_name="UBND tỉnh Nghệ An"),
+        response_for=model.ResponseFor("000.00.00.G22", "1/VPCP",
+                                       "000.00.00.G22,2026/11/01,1/VPCP"),
+        staff=model.StaffInfo("Văn thư", "B"), status_code="03", description="Đã tiếp nhận",
+        timestamp=datetime(2026, 11, 2, 8, 30, tzinfo=VIETNAM_TZ)))
+    broken = (status.replace(b"<edXML:Description>", b"<edXML:Descr>")
+              .replace(b"</edXML:Description>", b"</edXML:Descr>")
+              .replace(b">000.00.00.H41<", b">H41 / 01<")
+              .replace(b"</edXML:edXMLEnvelope>",
+                       b"</edXML:edXMLEnvelope><edXML:AttachmentEncoded/>"))
+    verdict = vdx.check(broken)
+    assert [p.code for p in verdict.problems] == [
+        "envelope.schema", "envelope.inconsistent", "envelope.bad_identifier"]
+    assert verdict.package is None and not verdict.valid

@@ -20,6 +20,7 @@ from vdx_cli.cli import main
 
 from tests.hub_support import Agency, Hub, running_hub
 from vdx import build, model
+from vdx import parse as parse_package
 from vdx.receipts import parse_receipt
 
 _counter = iter(range(1, 10_000))
@@ -98,6 +99,7 @@ def test_packages_go_out_and_come_in_through_folders(hub, tmp_path):
     assert (why["tampered.xml"]["stage"], why["tampered.xml"]["code"]) == \
         ("hub", "signature.digest_mismatch")
     assert why["tampered.xml"]["message_vi"]
+    assert why["tampered.xml"]["signed_by_bridge"] is False  # it came signed
     assert (a_dir / why["tampered.xml"]["receipt_file"]).is_file()
     kinds = [parse_receipt(p.read_bytes()).kind for p in (a_dir / "receipts").iterdir()]
     assert kinds.count("accepted") == 2 and kinds.count("rejected") == 1
@@ -111,6 +113,40 @@ def test_packages_go_out_and_come_in_through_folders(hub, tmp_path):
     assert files(b_dir / ".vdx" / "tmp") == []
     run_until(lambda: bridge(hub, a, a_dir), lambda: len(files(a_dir / "inbox")) == 2)
     assert all(name.startswith(f"status-{b.code}-") for name in files(a_dir / "inbox"))
+
+
+def test_a_legacy_package_is_signed_in_place_of_its_placeholder(hub, tmp_path):
+    """What EdXML102 writes (placeholder Signature, ToPlaces last, the manifest's own
+    ContentType) goes out signed by the bridge, and its record says so."""
+    from tests.quirk_support import G22, H41, addressed
+
+    a, b = pair(hub)
+    codes = {G22: a.code, H41: b.code}
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    (a_dir / "outbox").mkdir(parents=True)
+    legacy = addressed("placeholder_signature.xml", codes, f"{a.code},2026/11/01,1/LEGACY")
+    (a_dir / "outbox" / "legacy.xml").write_bytes(legacy)
+    lines: list[str] = []
+    summary = bridge(hub, a, a_dir, lines).run(once=True)
+    assert (summary.sent, summary.failed) == (1, 0), lines
+    assert any(line.startswith("sent     legacy.xml") and "signed by the bridge" in line
+               for line in lines), lines
+    run_until(lambda: bridge(hub, b, b_dir), lambda: len(files(b_dir / "inbox")) == 1)
+    (name,) = files(b_dir / "inbox")
+    received = (b_dir / "inbox" / name).read_bytes()
+    assert b"<ds:Signature" in received and b"<Signature>" not in received
+    assert parse_package(received) == parse_package(legacy)
+
+    # Without the node's key, the bridge says why it cannot send it, with its own code.
+    c_dir = tmp_path / "c"
+    (c_dir / "outbox").mkdir(parents=True)
+    (c_dir / "outbox" / "legacy.xml").write_bytes(
+        addressed("placeholder_signature.xml", codes, f"{a.code},2026/11/01,2/LEGACY"))
+    config = BridgeConfig(a.code, c_dir, a.amqp_url, hub.pki.trust,
+                          hub_certificate=hub.admin.hub_certificate(), poll=0.2, wait=5.0)
+    assert FolderBridge(config, report=lambda _: None).run(once=True).failed == 1
+    why = json.loads((c_dir / "failed" / "legacy.xml.error.json").read_text())
+    assert (why["stage"], why["code"]) == ("local", "signature.placeholder")
 
 
 def test_the_cli_refuses_bad_settings_in_one_line(hub, tmp_path):

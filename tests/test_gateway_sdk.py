@@ -89,9 +89,12 @@ def test_the_java_hashmap_order_and_gson_escaping():
 # --------------------------------------------------------------------- the check
 
 
-def check(request, secret, now=CREATED, headers=None) -> auth.SignedRequest:
+VIETNAM_ONLY = auth.TimestampRule(zone="Asia/Ho_Chi_Minh", window=WINDOW)
+
+
+def check(request, secret, now=CREATED, headers=None, rule=VIETNAM_ONLY) -> auth.SignedRequest:
     parsed = auth.read_auth_headers(headers if headers is not None else request.headers)
-    return auth.authenticate(parsed, secret, now=now, window=WINDOW, zone=VIETNAM_TZ)
+    return auth.authenticate(parsed, secret, now=now, rule=rule)
 
 
 def code_of(fn) -> str:
@@ -153,7 +156,7 @@ def test_a_malformed_sign_header_is_refused_clearly_even_when_its_hmac_is_right(
                ("XroadVnpt-sign-header-key", "a"), ("XroadVnpt-hash-header", digest)]
     parsed = auth.read_auth_headers(headers)
     with pytest.raises(GatewayError) as info:
-        auth.authenticate(parsed, "s", now=CREATED, window=WINDOW, zone=VIETNAM_TZ)
+        auth.authenticate(parsed, "s", now=CREATED, rule=auth.TimestampRule())
     assert info.value.code == "gateway.bad_request"
 
 
@@ -169,13 +172,16 @@ def test_the_package_is_taken_from_the_body_as_hash_file_names_it():
             "gateway.hash_mismatch"
 
 
-def test_a_timestamp_is_read_in_the_gateways_zone():
+def test_a_timestamp_pinned_to_one_zone_is_read_in_that_zone_only():
     utc_clock = SdkService("s", "k", created=CREATED, zone=UTC)
     request = utc_clock.build("getEdoc", {"docId": "d"})
-    # a client whose JVM runs in UTC looks 7 hours stale to a gateway reading Vietnam time
-    assert code_of(lambda: check(request, "k")) == "gateway.stale_request"
-    parsed = auth.read_auth_headers(request.headers)
-    assert auth.authenticate(parsed, "k", now=CREATED, window=WINDOW, zone=UTC)
+    # a client whose JVM runs in UTC looks 7 hours stale to a system pinned to Vietnam time
+    with pytest.raises(GatewayError) as info:
+        check(request, "k")
+    assert info.value.code == "gateway.stale_request"
+    assert "read as UTC it is current" in info.value.message
+    assert "vdx gateway set-policy s --zone auto" in info.value.message
+    assert check(request, "k", rule=auth.TimestampRule(zone="UTC", window=WINDOW))
 
 
 def test_system_secrets_are_sealed_with_vdx_gateway_key_when_it_is_set(monkeypatch):

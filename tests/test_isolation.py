@@ -159,3 +159,32 @@ def test_a_closed_account_cannot_connect(world):
     provision.close_node_account(world.api, world.vhost, code)
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         world.connect(code)
+
+
+def test_nonstandard_codes_are_isolated_alike(world):
+    """A code outside the official forms (vxp.saas.03) is a registered node's whole name:
+    its account reads only its own inbox, not even that of a code it is a prefix of."""
+    import secrets
+
+    short = f"vxp.saas.t{secrets.token_hex(3)}"
+    long = f"{short}.inbox"  # its queue is vdx.node.<short>.inbox.inbox
+    for code in (short, long):
+        world.passwords[code] = provision.provision_node(world.api, world.vhost, code).password
+    hub = world.channel(world.hub)
+    for code in (short, long):
+        hub.basic_publish("vdx.deliver", code, f"for {code}".encode(), mandatory=True)
+    connection = world.connect(short)
+    try:
+        channel = connection.channel()
+        _, _, body = channel.basic_get(inbox(short), auto_ack=True)
+        assert body == f"for {short}".encode()
+        channel.confirm_delivery()
+        channel.basic_publish("vdx.submit", "document", b"<edXML/>", as_user(short))
+        for other in (inbox(long), inbox(world.a)):
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+                connection.channel().basic_get(other)
+            assert info.value.reply_code == ACCESS_REFUSED, other
+    finally:
+        connection.close()
+    method, props, _ = world.hub.channel().basic_get("vdx.hub.submit", auto_ack=True)
+    assert props.user_id == short

@@ -95,6 +95,31 @@ def test_malformed_codes_are_refused_with_the_identifier_reason(sessions, test_p
     assert identifier_problem(code) in error.message
 
 
+@pytest.mark.parametrize("form", ["vxp.saas.t{}", "01.{}.G22", "001.{}.20.TT2"])
+def test_a_nonstandard_code_needs_the_explicit_option(sessions, test_pki, check, form):
+    code = form.format(unique_code().split(".T")[1].lower())
+    error = refused("registry.bad_code", sessions, registry.register_node, code, "x",
+                    pem(test_pki.issue(code)), check=check, actor=ACTOR)
+    assert identifier_problem(code) in error.message
+    assert "--allow-nonstandard-code" in error.message
+    node, _ = register(sessions, test_pki, check, code, allow_nonstandard=True)
+    assert node.code == code
+    with sessions.begin() as session:
+        assert registry.node_status(session, code) == "active"
+
+
+@pytest.mark.parametrize("code, says", [
+    ("vxp saas 03", "contains ' '"), ("vxp/saas", "contains '/'"), (".vxp", "start and end"),
+    ("vdx.gateway", "the hub's own broker accounts"), ("VDX.X1", "the hub's own broker"),
+])
+def test_even_with_the_option_a_code_must_name_a_node_safely(sessions, test_pki, check,
+                                                             code, says):
+    error = refused("registry.bad_code", sessions, registry.register_node, code, "x",
+                    pem(test_pki.issue("H41.T1")), check=check, actor=ACTOR,
+                    allow_nonstandard=True)
+    assert says in error.message
+
+
 def test_malformed_parent_and_contact_are_refused(sessions, test_pki, check):
     code = unique_code()
     cert = pem(test_pki.issue(code))

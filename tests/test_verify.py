@@ -281,6 +281,18 @@ def _duplicate_signature(where: str | None):
     return edit
 
 
+def _placeholder(header: etree._Element) -> None:
+    """What legacy software writes where the signature goes (vdx.quirks)."""
+    placeholder = etree.SubElement(header, f"{E}Signature")
+    etree.SubElement(placeholder, f"{E}SignatureValue").text = "AAAA"
+
+
+def _placeholder_only(world: World) -> Built:
+    tree = tree_of(package())
+    _placeholder(_header(tree))
+    return Built(to_bytes(tree), world.registry())
+
+
 def _registered_as(code: str, registered_to: str):
     def build(world: World) -> Built:
         return Built(signed(world, code), {registered_to: [world.agencies[code].cert]},
@@ -297,6 +309,9 @@ CASES = [
     Case("comment_injected_in_signed_text", _comment_in_code, None),
     # -- where the signature is ----------------------------------------------------
     Case("unsigned", lambda w: Built(package(), w.registry()), "signature.missing"),
+    Case("placeholder_only", _placeholder_only, "signature.placeholder"),
+    Case("placeholder_beside_signature",
+         lambda w: edited(w, lambda t, _: _placeholder(_header(t))), "signature.multiple"),
     Case("second_signature_next_to_it",
          lambda w: edited(w, _duplicate_signature(None)), "signature.multiple",
          "envelope.schema"),

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography import x509
 from sqlalchemy import Engine
@@ -206,17 +207,41 @@ class Admin:
         return created, True
 
     def register(self, code: str, name: str, certificate: bytes, *,
-                 parent_code: str | None = None,
-                 email: str | None = None) -> tuple[registry.Node, Credentials]:
+                 parent_code: str | None = None, email: str | None = None,
+                 allow_nonstandard_code: bool = False) -> tuple[registry.Node, Credentials]:
+        """Register ``code`` and give it a broker account; ``allow_nonstandard_code``
+        admits a code in neither official form (see :func:`vdx.registry.check_code`)."""
         check = self.trust_check()
         with self.transaction() as session:
             node = registry.register_node(session, code, name, certificate, check=check,
                                           actor=self.config.actor, parent_code=parent_code,
-                                          email=email)
+                                          email=email, allow_nonstandard=allow_nonstandard_code)
+            self._require_free_account(code)
             credentials = provision.provision_node(self.api, self.vhost, code,
                                                    new_password=True)
         assert credentials is not None
         return node, credentials
+
+    def _require_free_account(self, code: str) -> None:
+        # The node's code becomes a broker user, whose password registration sets. A user
+        # of that name that is not a node's (the hub's own login, an administrator: any
+        # tag) must never be taken over; a tagless one is a registration that failed
+        # halfway, which running it again repairs.
+        user = self.api.get(f"users/{quote(code, safe='')}")
+        if user is None:
+            return
+        tags = user.get("tags") or []
+        tags = [t for t in (tags.split(",") if isinstance(tags, str) else tags) if t]
+        if code == self.api.settings.user:
+            whose = "it is the hub's own login"
+        elif tags:
+            whose = f"it has the tags {', '.join(tags)}"
+        else:
+            return
+        raise RegistryError("registry.bad_code",
+                            f"a broker account named {code} exists already and is not a "
+                            f"node's ({whose}); a node's code becomes its broker account, so "
+                            f"choose another code")
 
     def suspend(self, code: str) -> registry.Transition:
         with self.transaction() as session:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from . import journal
 from .journal import DeliveryRow, DocumentRow, LedgerHeadRow, LedgerRow, ReceiptRow
 from .ledger import LedgerHead, LedgerProblem, verify_chain
+from .status_order import supersedes
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,15 @@ class TimelineEvent:
 
 
 def document_timeline(session: Session, document_id: str) -> list[TimelineEvent]:
-    """Everything that happened to ``document_id`` across all its recipients, in order."""
+    """Everything that happened to ``document_id`` across all its recipients, in the
+    order it arrived (statuses too: see :func:`current_statuses` for where each
+    recipient stands)."""
     events: list[TimelineEvent] = []
+    # By id: packages journaled in one batch share their time, and only the id keeps
+    # the order they came in.
     docs = session.scalars(select(DocumentRow).where(
-        or_(DocumentRow.document_id == document_id, DocumentRow.refers_to == document_id)))
+        or_(DocumentRow.document_id == document_id, DocumentRow.refers_to == document_id))
+        .order_by(DocumentRow.id))
     for d in docs:
         if d.kind == "document" and d.document_id == document_id:
             events.append(TimelineEvent(d.received_at, "submitted", d.sender,
@@ -97,13 +103,47 @@ def document_timeline(session: Session, document_id: str) -> list[TimelineEvent]
         else:
             events.append(TimelineEvent(d.received_at, f"business {d.business_type}", d.sender,
                                         detail=f"as {d.document_id}"))
-    for r in session.scalars(select(ReceiptRow).where(ReceiptRow.document_id == document_id)):
+    for r in session.scalars(select(ReceiptRow).where(ReceiptRow.document_id == document_id)
+                             .order_by(ReceiptRow.created_at, ReceiptRow.id)):
         if r.kind == "delivered":
             events.append(TimelineEvent(r.created_at, "delivered", r.addressee, r.recipient))
         elif r.kind in ("accepted", "rejected", "duplicate"):
             events.append(TimelineEvent(r.created_at, r.kind, r.addressee,
                                         detail=r.error_code or r.status_code))
-    return sorted(events, key=lambda e: (e.at, e.event))
+    # A stable sort on time alone: at equal times packages stay before their receipts
+    # and in the order they were journaled.
+    return sorted(events, key=lambda e: e.at)
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """A recipient's current status about a document and when that status arrived."""
+
+    recipient: str
+    status_code: str
+    at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {"recipient": self.recipient, "status_code": self.status_code,
+                "at": self.at.isoformat()}
+
+
+def current_statuses(session: Session, document_id: str) -> list[RecipientStatus]:
+    """Each recipient's current status about ``document_id``, by recipient code: its
+    furthest status by meaning (:mod:`vdx.status_order`), not its last to arrive, which
+    is what the timeline shows. Recipients that sent no status are left out."""
+    rows = session.execute(
+        select(DocumentRow.sender, DocumentRow.status_code, DocumentRow.received_at)
+        .where(DocumentRow.kind == "status",
+               or_(DocumentRow.document_id == document_id,
+                   DocumentRow.refers_to == document_id))
+        .order_by(DocumentRow.received_at, DocumentRow.id))
+    current: dict[str, RecipientStatus] = {}
+    for reporter, code, at in rows:  # arrival order: it decides between equal ranks
+        held = current.get(reporter)
+        if code and supersedes(code, held.status_code if held else None):
+            current[reporter] = RecipientStatus(reporter, code, at)
+    return [current[code] for code in sorted(current)]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,21 @@ Two implementations of one small interface (:class:`ClientState`):
   with the same bytes and message id (the hub drops the copy), and receipts acknowledged
   to the broker but not yet taken are still there.
 
-A delivery goes through two recorded states: ``handled`` (the handler returned; the
-signed status 01, if any, is stored with it) and ``done`` (the 01 was confirmed and the
-message acknowledged).
+A delivery goes through up to three recorded states:
+
+- ``arriving``: its signed status 01 is stored (before it is published, and before the
+  handler runs); the handler has not returned. A redelivery in this state is handed to
+  the handler again (nothing says the document reached the agency's software), with the
+  stored 01 published again rather than a new one.
+- ``handled``: the handler returned but the 01 was not yet confirmed; the 01 is stored
+  with it. A redelivery is not handed out again; the 01 is published again and the
+  message acknowledged once it is confirmed.
+- ``done``: the 01 (if any) was confirmed and the handler returned; the message is
+  acknowledged, and a redelivery is acknowledged without being handed out.
+
+The in-memory state forgets all three on exit: after a restart a delivery whose handler
+had not finished gets a new 01 (other bytes, so the hub relays it too; the statuses'
+order by meaning, :mod:`vdx.status_order`, keeps that harmless).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from typing import Protocol
 
 from .receipts import Receipt, parse_receipt
 
+ARRIVING = "arriving"
 HANDLED = "handled"
 DONE = "done"
 MEMORY_DELIVERIES = 100_000
@@ -47,13 +60,16 @@ class SignedReceipt:
 
 @dataclass(frozen=True)
 class DeliveryRecord:
-    state: str  # HANDLED or DONE
+    state: str  # ARRIVING, HANDLED or DONE
     arrival_id: str | None = None  # message id of the status 01 prepared for it
     arrival_body: bytes | None = field(default=None, repr=False)
 
 
 class ClientState(Protocol):
     def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    def mark_arriving(self, delivery_id: str, arrival_id: str,
+                      arrival_body: bytes) -> None: ...
 
     def mark_handled(self, delivery_id: str, arrival_id: str | None = None,
                      arrival_body: bytes | None = None) -> None: ...
@@ -84,6 +100,9 @@ class MemoryState:
     def delivery(self, delivery_id: str) -> DeliveryRecord | None:
         with self._lock:
             return self._deliveries.get(delivery_id)
+
+    def mark_arriving(self, delivery_id: str, arrival_id: str, arrival_body: bytes) -> None:
+        self._put(delivery_id, DeliveryRecord(ARRIVING, arrival_id, arrival_body))
 
     def mark_handled(self, delivery_id: str, arrival_id: str | None = None,
                      arrival_body: bytes | None = None) -> None:
@@ -159,6 +178,10 @@ class SqliteState:
         rows = self._run("SELECT state, arrival_id, arrival_body FROM deliveries "
                          "WHERE delivery_id = ?", (delivery_id,))
         return DeliveryRecord(*rows[0]) if rows else None
+
+    def mark_arriving(self, delivery_id: str, arrival_id: str, arrival_body: bytes) -> None:
+        self._run("INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?)",
+                  (delivery_id, ARRIVING, arrival_id, arrival_body, time.time()))
 
     def mark_handled(self, delivery_id: str, arrival_id: str | None = None,
                      arrival_body: bytes | None = None) -> None:

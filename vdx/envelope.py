@@ -2,8 +2,11 @@
 
 ``parse(data)`` is what the hub runs on untrusted bytes: hardened parse, root, schema,
 model, identifiers, raising the first problem as :class:`EnvelopeError`.
-``check(data)`` runs the same steps but collects every problem, for people.
-``build(package)`` writes a schema-valid, unsigned package; ``parse(build(p)) == p``.
+``check(data)`` runs the same checks but collects every problem in one pass, whether or
+not the schema held, and names the tolerated quirks of live traffic (:mod:`vdx.quirks`)
+as warnings, for people.
+``build(package)`` writes a schema-valid, unsigned package in the regulation's own form
+(never a quirk); ``parse(build(p)) == p``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from lxml import etree
 
 from . import schema
 from .errors import EnvelopeError, Problem, VdxError
-from .identifiers import identifier_problem
+from .identifiers import node_code_problem
 from .model import (
     VIETNAM_TZ,
     Attachment,
@@ -26,7 +29,6 @@ from .model import (
     Code,
     DocumentPackage,
     DocumentType,
-    ManifestReference,
     Organization,
     OtherInfo,
     Package,
@@ -39,6 +41,7 @@ from .model import (
     StatusPackage,
     TraceHeader,
 )
+from .quirks import find_quirks, is_empty, text_of
 from .xmlsafe import DEFAULT_LIMITS, EDXML_NS, ParseLimits, element_path, parse_untrusted
 
 _NS = f"{{{EDXML_NS}}}"
@@ -74,10 +77,15 @@ def parse(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Package:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Everything wrong with one package, or its values when nothing is."""
+    """Everything wrong with one package, or its values when nothing is.
+
+    ``warnings`` name what the package does that the regulation does not but the hub
+    tolerates (``quirk.*`` codes, :mod:`vdx.quirks`); they never make it invalid.
+    """
 
     problems: tuple[Problem, ...]
     package: Package | None = None
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -85,21 +93,36 @@ class Verdict:
 
 
 def check(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Verdict:
-    """Like :func:`parse` but reports every schema and identifier problem it can find."""
+    """Like :func:`parse` but reports every problem it can find, in one pass.
+
+    Bytes that cannot be read as an edXML tree (size, encoding, DTDs, entities, depth,
+    root…) give that one problem. Otherwise every layer runs, whatever the one before
+    found: the schema, then the package's consistency, the manifest against the
+    attachments and the From/To identifiers, each read straight from the tree; and the
+    tolerated quirks are listed as warnings. The values are read only when nothing is wrong.
+    """
     try:
         tree = parse_untrusted(data, limits)
         check_root(tree.getroot())
     except VdxError as exc:
         return Verdict((exc.problem,))
+    root = tree.getroot()
     problems = schema.validate(tree)
-    if problems:
-        return Verdict(tuple(problems))
-    try:
-        package = from_tree(tree)
-    except VdxError as exc:
-        return Verdict((exc.problem,))
-    problems = identifier_problems(package)
-    return Verdict(tuple(problems), None if problems else package)
+    schema_held = not problems
+    problems += consistency_problems(root)
+    attachment_errors, attachment_warnings = attachment_problems(root)
+    problems += attachment_errors
+    named = {p.path for p in problems}  # an OrganId the schema refused is not named twice
+    problems += [p for p in identifier_errors(root) if p.path not in named]
+    warnings = tuple(sorted(find_quirks(root) + attachment_warnings, key=lambda w: w.line or 0))
+    package = None
+    if schema_held:
+        try:
+            package = from_tree(tree)
+        except VdxError as exc:  # what only reading the values finds (dates, base64)
+            if exc.problem not in problems:
+                problems.append(exc.problem)
+    return Verdict(tuple(problems), None if problems else package, warnings)
 
 
 def check_root(root: etree._Element) -> None:
@@ -118,15 +141,55 @@ def check_root(root: etree._Element) -> None:
 
 
 def identifier_problems(package: Package) -> list[Problem]:
+    """``envelope.bad_identifier`` for each From or To code that cannot name a node on
+    any hub (:func:`vdx.identifiers.node_code_problem`). A code merely outside the
+    official forms is not a problem here: the registry decides whether it exists."""
     roles = [("From", package.sender.organ_id)]
     if isinstance(package, DocumentPackage):
         roles += [(f"To[{i}]", r.organ_id) for i, r in enumerate(package.recipients, start=1)]
     problems = []
     for role, organ_id in roles:
-        reason = identifier_problem(organ_id)
+        reason = node_code_problem(organ_id)
         if reason:
             path = f"/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/{role}/OrganId"
             problems.append(Problem("envelope.bad_identifier", reason, None, path))
+    return problems
+
+
+def identifier_errors(root: etree._Element) -> list[Problem]:
+    """:func:`identifier_problems` read from a tree, schema-valid or not."""
+    message = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLHeader/{_NS}MessageHeader")
+    if message is None:
+        return []
+    problems = []
+    for role in (_child(message, "From"), *_children(message, "To")):
+        organ = None if role is None else _child(role, "OrganId")
+        reason = None if organ is None else node_code_problem(_content(organ))
+        if reason:
+            problems.append(Problem("envelope.bad_identifier", reason, organ.sourceline,
+                                    element_path(organ)))
+    return problems
+
+
+def consistency_problems(root: etree._Element) -> list[Problem]:
+    """What the schema cannot say about a status package: it has no body, and its
+    ``ResponseFor`` (which the schema lets be empty, for documents) names the document."""
+    envelope = _child(root, "edXMLEnvelope")
+    header = None if envelope is None else _child(envelope, "edXMLHeader")
+    message = None if header is None else _child(header, "MessageHeader")
+    if message is None or _child(message, "StatusCode") is None:
+        return []
+    problems = []
+    body = _child(envelope, "edXMLBody")
+    if body is not None or _child(root, "AttachmentEncoded") is not None:
+        where = body if body is not None else _child(root, "AttachmentEncoded")
+        problems.append(Problem("envelope.inconsistent", "a status package carries no body",
+                                where.sourceline, "/edXML/edXMLEnvelope/edXMLBody"))
+    for response in _children(message, "ResponseFor"):
+        if is_empty(response):
+            problems.append(Problem("envelope.inconsistent", "the status's ResponseFor is "
+                                    "empty: a status must name the document it is about",
+                                    response.sourceline, element_path(response)))
     return problems
 
 
@@ -142,15 +205,14 @@ def from_tree(tree: etree._ElementTree, *, attachment_data: bool = True) -> Pack
     message = _req(header, "MessageHeader")
     trace_list = _child(header, "TraceHeaderList")
     trace = () if trace_list is None else tuple(
-        TraceHeader(_text(t, "OrganId"), _timestamp(_text(t, "Timestamp")))
+        TraceHeader(_opt(t, "OrganId"), _timestamp(_text(t, "Timestamp")))
         for t in _children(trace_list, "TraceHeader")
     )
     sender = _organization(_req(message, "From"))
     if _child(message, "StatusCode") is not None:
-        if _child(_req(root, "edXMLEnvelope"), "edXMLBody") is not None or \
-                _child(root, "AttachmentEncoded") is not None:
-            raise EnvelopeError("envelope.inconsistent", "a status package carries no body",
-                                path="/edXML/edXMLEnvelope/edXMLBody")
+        for problem in consistency_problems(root):
+            raise EnvelopeError(problem.code, problem.message, line=problem.line,
+                                path=problem.path)
         return StatusPackage(
             sender=sender,
             response_for=_response_for(_req(message, "ResponseFor")),
@@ -191,7 +253,9 @@ def from_tree(tree: etree._ElementTree, *, attachment_data: bool = True) -> Pack
         due_date=_opt_date(message, "DueDate"),
         to_places=None if to_places is None else _texts(to_places, "Place"),
         other_info=None if other is None else _other_info(other),
-        response_for=tuple(_response_for(r) for r in _children(message, "ResponseFor")),
+        # An empty ResponseFor (live traffic) refers to nothing: it is read as absent.
+        response_for=tuple(_response_for(r) for r in _children(message, "ResponseFor")
+                           if not is_empty(r)),
         steering_type=_opt_int(message, "SteeringType"),
         trace=trace,
         business=None if business is None else _business(business),
@@ -264,12 +328,9 @@ def _manifest_version(root: etree._Element) -> str:
 
 
 def _attachments(root: etree._Element, decode: bool = True) -> tuple[Attachment, ...]:
-    manifest = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLBody/{_NS}edXMLManifest")
-    listed = [] if manifest is None else [
-        (ManifestReference(_text(r, "ContentId"), _text(r, "ContentType"),
-                           _text(r, "AttachmentName"), _opt(r, "Description")), r)
-        for r in _children(manifest, "Reference")
-    ]
+    for problem in attachment_problems(root)[0]:
+        raise EnvelopeError(problem.code, problem.message, line=problem.line,
+                            path=problem.path)
     encoded = _child(root, "AttachmentEncoded")
     attachments = []
     for el in [] if encoded is None else _children(encoded, "Attachment"):
@@ -279,36 +340,68 @@ def _attachments(root: etree._Element, decode: bool = True) -> tuple[Attachment,
         except binascii.Error as exc:
             raise EnvelopeError("envelope.bad_attachment", f"not base64: {exc}",
                                 line=el.sourceline, path=element_path(el)) from exc
+        # The attachment's own ContentType is kept: it describes the bytes beside it,
+        # where a manifest entry may differ (quirk.manifest_type_differs).
         attachments.append(Attachment(
             name=_text(el, "AttachmentName"), content_type=_text(el, "ContentType"), data=data,
             content_id=_text(el, "ContentId"), description=_opt(el, "Description"),
         ))
-    _match_manifest(listed, attachments)
     return tuple(attachments)
 
 
-def _match_manifest(listed: list[tuple[ManifestReference, etree._Element]],
-                    attachments: list[Attachment]) -> None:
-    by_id = {a.content_id: a for a in attachments}
-    if len(by_id) != len(attachments):
-        raise EnvelopeError("envelope.bad_attachment", "two attachments share a ContentId")
+def attachment_problems(root: etree._Element) -> tuple[list[Problem], list[Problem]]:
+    """The manifest against the attachments, read from a tree, schema-valid or not:
+    ``(errors, warnings)``. ContentIds are unique, and the manifest lists exactly the
+    attachments, each with its name and description (``envelope.bad_attachment``); a
+    different ContentType is
+    only a warning (``quirk.manifest_type_differs``): EdXML102 writes ``application/zip``
+    in every manifest entry whatever the file. Entries without a ContentId are left to
+    the schema."""
+    manifest = root.find(f"{_NS}edXMLEnvelope/{_NS}edXMLBody/{_NS}edXMLManifest")
+    encoded = _child(root, "AttachmentEncoded")
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    by_id: dict[str, etree._Element] = {}
+    for el in [] if encoded is None else _children(encoded, "Attachment"):
+        content_id = _opt(el, "ContentId")
+        if content_id is None:
+            continue
+        if content_id in by_id:
+            errors.append(_problem("envelope.bad_attachment", el,
+                                   f"two attachments share the ContentId {content_id}"))
+        by_id.setdefault(content_id, el)
     seen = set()
-    for ref, el in listed:
-        attachment = by_id.get(ref.content_id)
+    for ref in [] if manifest is None else _children(manifest, "Reference"):
+        content_id = _opt(ref, "ContentId")
+        if content_id is None:
+            continue
+        attachment = by_id.get(content_id)
         if attachment is None:
-            raise EnvelopeError("envelope.bad_attachment",
-                                f"the manifest lists {ref.content_id} but no attachment has it",
-                                line=el.sourceline, path=element_path(el))
-        if attachment.reference != ref:
-            raise EnvelopeError("envelope.bad_attachment",
-                                f"the manifest entry for {ref.content_id} differs from the "
-                                f"attachment (name, type or description)",
-                                line=el.sourceline, path=element_path(el))
-        seen.add(ref.content_id)
-    unlisted = [a.content_id for a in attachments if a.content_id not in seen]
-    if unlisted:
-        raise EnvelopeError("envelope.bad_attachment",
-                            f"attachment {unlisted[0]} is not in the manifest")
+            errors.append(_problem("envelope.bad_attachment", ref,
+                                   f"the manifest lists {content_id} but no attachment has it"))
+            continue
+        seen.add(content_id)
+        differs = [name for name in ("AttachmentName", "Description")
+                   if _opt(ref, name) != _opt(attachment, name)]
+        if differs:
+            errors.append(_problem("envelope.bad_attachment", ref,
+                                   f"the manifest entry for {content_id} differs from the "
+                                   f"attachment ({' and '.join(differs)})"))
+        listed_type, actual_type = _opt(ref, "ContentType"), _opt(attachment, "ContentType")
+        if listed_type != actual_type:
+            warnings.append(_problem(
+                "quirk.manifest_type_differs", ref,
+                f"the manifest lists {content_id} as {listed_type!r}, the attachment says "
+                f"{actual_type!r}; the attachment's type is the one kept"))
+    for content_id, el in by_id.items():
+        if content_id not in seen:
+            errors.append(_problem("envelope.bad_attachment", el,
+                                   f"attachment {content_id} is not in the manifest"))
+    return errors, warnings
+
+
+def _problem(code: str, el: etree._Element, message: str) -> Problem:
+    return Problem(code, message, el.sourceline, element_path(el))
 
 
 def _child(el: etree._Element, name: str) -> etree._Element | None:
@@ -326,10 +419,7 @@ def _req(el: etree._Element, name: str) -> etree._Element:
     return child
 
 
-def _content(el: etree._Element) -> str:
-    if len(el) == 0:
-        return el.text or ""
-    return "".join(el.xpath("text()"))  # text split by comments
+_content = text_of  # text split by comments is joined
 
 
 def _text(el: etree._Element, name: str) -> str:
@@ -390,7 +480,7 @@ def build(package: Package) -> bytes:
         trace_list = _sub(header, "TraceHeaderList")
         for t in package.trace:
             trace = _sub(trace_list, "TraceHeader")
-            _sub(trace, "OrganId", t.organ_id)
+            _opt_sub(trace, "OrganId", t.organ_id)
             _sub(trace, "Timestamp", _format_timestamp(t.timestamp))
         if isinstance(package, DocumentPackage) and package.business is not None:
             _put_business(_sub(trace_list, "Bussiness"), package.business)

@@ -68,8 +68,38 @@ _define("envelope.inconsistent", "the package contradicts itself",
 _define("envelope.bad_receipt", "the receipt does not conform to the receipt schema",
         "biên nhận không tuân thủ lược đồ biên nhận")
 
+# -- quirk: what live traffic does that the regulation does not, tolerated and named.
+#    Never raised: `vdx.check` reports these as warnings beside a verdict of valid --------
+_define("quirk.to_places_last",
+        "ToPlaces comes after OtherInfo, ResponseFor or SteeringType instead of after DueDate",
+        "ToPlaces nằm sau OtherInfo, ResponseFor hoặc SteeringType thay vì ngay sau DueDate")
+_define("quirk.empty_response_for", "an empty ResponseFor element refers to no document",
+        "phần tử ResponseFor rỗng, không tham chiếu văn bản nào")
+_define("quirk.trace_without_organ_id",
+        "a TraceHeader names no agency (OrganId missing or the text 'null')",
+        "TraceHeader không ghi mã cơ quan (thiếu OrganId hoặc ghi 'null')")
+_define("quirk.business_before_trace",
+        "Bussiness comes before the TraceHeader elements instead of after them",
+        "Bussiness nằm trước các phần tử TraceHeader thay vì sau chúng")
+_define("quirk.placeholder_signature",
+        "the signature is an edXML placeholder, not an XML-DSig signature",
+        "chữ ký là phần tử giữ chỗ trong không gian tên edXML, không phải chữ ký số XML-DSig")
+_define("quirk.nonstandard_identifier",
+        "an agency identifier is in neither official form (QCVN 102:2016, Decision 20/2020)",
+        "mã định danh cơ quan không theo định dạng chính thức (QCVN 102:2016, QĐ 20/2020)")
+_define("quirk.manifest_type_differs",
+        "the manifest's ContentType differs from the attachment's",
+        "ContentType trong danh mục khác với ContentType của tệp đính kèm")
+_define("quirk.sender_is_recipient", "the sender is also one of the recipients",
+        "cơ quan gửi cũng là một cơ quan nhận")
+_define("quirk.sender_unnamed", "From carries no OrganName: the sender is known by its code",
+        "From thiếu OrganName: cơ quan gửi chỉ được biết qua mã định danh")
+
 # -- signature: XML-DSig and the certificate behind it ---------------------------------
 _define("signature.missing", "the package is not signed", "gói tin chưa được ký số")
+_define("signature.placeholder",
+        "the package carries only a placeholder signature, not an XML-DSig one",
+        "gói tin chỉ có chữ ký giữ chỗ, chưa được ký số XML-DSig")
 _define("signature.invalid", "the signature does not verify", "chữ ký số không hợp lệ")
 _define("signature.digest_mismatch", "the signed content was changed after signing",
         "nội dung đã bị thay đổi sau khi ký")
@@ -178,6 +208,13 @@ _define("gateway.not_supported", "this operation is an administrator's action on
         "thao tác này do quản trị viên của trục thực hiện")
 _define("gateway.bad_key", "the gateway cannot sign with this key and certificate",
         "cổng kết nối không thể ký bằng khóa và chứng thư này")
+_define("gateway.address_not_allowed",
+        "the request came from an address this connected system may not use",
+        "yêu cầu đến từ địa chỉ không được phép đối với hệ thống kết nối này")
+_define("gateway.already_done", "the document was already acknowledged as done",
+        "văn bản đã được xác nhận nhận xong (done) trước đó")
+_define("gateway.internal", "the gateway failed unexpectedly; nothing was changed",
+        "cổng kết nối gặp lỗi ngoài dự kiến; không có thay đổi nào được thực hiện")
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,18 @@ when a connected system serves that node (:func:`serves`, asked by
 
 Tables:
 
-- ``gateway_systems``: one row per connected software installation (its VXP system id)
-  and its secret. The secret is *stored*, not hashed: the VXP SDK proves it knows the
-  secret with an HMAC over each request, and checking an HMAC needs the key itself. Set
-  ``VDX_GATEWAY_KEY`` (a long random string) to keep it encrypted at rest (Fernet);
+- ``gateway_systems``: one row per connected software installation (its VXP system id),
+  its secret, and how its requests are judged: its policy (``strict``, ``compatible``),
+  the zone its timestamps are read in (``auto``, ``UTC``, ``Asia/Ho_Chi_Minh``) and the
+  networks it may connect from (see ``adapters/gateway/auth.py``). The secret is
+  *stored*, not hashed: the VXP SDK proves it knows the secret with an HMAC over each
+  request, and checking an HMAC needs the key itself. Set ``VDX_GATEWAY_KEY`` (a long
+  random string) to keep it encrypted at rest (Fernet);
 - ``gateway_system_nodes``: which agency nodes each system may act for;
 - ``gateway_signers``: nodes whose unsigned packages the gateway signs, with the paths of
   the node's key and certificate files (the key itself never enters the database);
-- ``gateway_nonces``: signatures seen inside the replay window;
+- ``gateway_nonces``: signatures seen, each kept until no reading of its timestamp could
+  be accepted again (``keep_until``);
 - ``gateway_mailbox``: what the hub delivered to each served node, kept until the
   system acknowledges it;
 - ``gateway_sent`` and ``gateway_sent_recipients``: what each system sent, what the
@@ -53,6 +57,10 @@ from .errors import GatewayError
 from .store import Base, utcnow
 
 GATEWAY_USER = "vdx.gateway"
+# A new system's settings, and those of systems registered before they existed:
+# replays refused, timestamps read in either zone, any address (see the README).
+STRICT = "strict"
+AUTO_ZONE = "auto"
 # VXP system ids look like "vxp.saas.03": printable ASCII without spaces.
 _SYSTEM_ID = re.compile(r"[!-~]{1,128}")
 
@@ -78,6 +86,9 @@ class GatewaySystemRow(Base):
     secret: Mapped[str] = mapped_column(String(512))  # "plain:…" or "fernet:…" (see above)
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(128))
+    policy: Mapped[str] = mapped_column(String(16), server_default=STRICT)
+    zone: Mapped[str] = mapped_column(String(32), server_default=AUTO_ZONE)
+    allow_from: Mapped[str] = mapped_column(Text, server_default="")  # networks, space-separated
 
 
 class GatewaySystemNodeRow(Base):
@@ -105,6 +116,7 @@ class GatewayNonceRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)  # operation|signature
     system_id: Mapped[str] = mapped_column(String(128))
     seen_at: Mapped[datetime] = mapped_column(index=True)
+    keep_until: Mapped[datetime] = mapped_column(index=True)
 
 
 class GatewayMailboxRow(Base):
@@ -166,16 +178,20 @@ class GatewaySentRecipientRow(Base):
 
 @dataclass(frozen=True)
 class System:
-    """A connected system and the nodes it may act for."""
+    """A connected system, the nodes it may act for and how its requests are judged."""
 
     system_id: str
     nodes: tuple[str, ...]
     created_at: datetime
     created_by: str
+    policy: str = STRICT
+    zone: str = AUTO_ZONE
+    allow_from: tuple[str, ...] = ()  # networks (CIDR); empty: any address
 
     def to_dict(self) -> dict[str, Any]:
         return {"system_id": self.system_id, "nodes": list(self.nodes),
-                "created_at": self.created_at.isoformat(), "created_by": self.created_by}
+                "created_at": self.created_at.isoformat(), "created_by": self.created_by,
+                "policy": self.policy, "zone": self.zone, "allow_from": list(self.allow_from)}
 
 
 @dataclass(frozen=True)
@@ -228,8 +244,10 @@ def _fernet(key: str):
 
 
 def create_system(session: Session, system_id: str, nodes: tuple[str, ...], sealed: str, *,
-                  actor: str, now: datetime | None = None) -> System:
-    """Register ``system_id`` for ``nodes`` (each registered and not revoked)."""
+                  actor: str, now: datetime | None = None, policy: str = STRICT,
+                  zone: str = AUTO_ZONE, allow_from: tuple[str, ...] = ()) -> System:
+    """Register ``system_id`` for ``nodes`` (each registered and not revoked); ``policy``,
+    ``zone`` and ``allow_from`` as validated by the caller (``adapters/gateway``)."""
     now = now or utcnow()
     if not _SYSTEM_ID.fullmatch(system_id):
         raise GatewayError("gateway.bad_request",
@@ -246,13 +264,37 @@ def create_system(session: Session, system_id: str, nodes: tuple[str, ...], seal
         if node.status == registry.REVOKED:
             raise GatewayError("gateway.not_your_node", f"{code} is revoked")
     session.add(GatewaySystemRow(system_id=system_id, secret=sealed, created_at=now,
-                                 created_by=actor))
+                                 created_by=actor, policy=policy, zone=zone,
+                                 allow_from=" ".join(allow_from)))
     session.flush()
     for code in dict.fromkeys(nodes):
         session.add(GatewaySystemNodeRow(system_id=system_id, node_code=code))
         registry.record_action(session, code, "gateway_add_system", actor=actor, now=now)
     session.flush()
-    return System(system_id, tuple(dict.fromkeys(nodes)), now, actor)
+    return System(system_id, tuple(dict.fromkeys(nodes)), now, actor, policy, zone,
+                  tuple(allow_from))
+
+
+def update_system(session: Session, system_id: str, *, actor: str, policy: str | None = None,
+                  zone: str | None = None, allow_from: tuple[str, ...] | None = None,
+                  ) -> System:
+    """Change how ``system_id``'s requests are judged (``None`` keeps a setting); takes
+    effect with its next request. Logged on each of its nodes."""
+    row = session.get(GatewaySystemRow, system_id)
+    if row is None:
+        raise GatewayError("gateway.unknown_system",
+                           f"{system_id} is not registered (`vdx gateway systems`)")
+    if policy is not None:
+        row.policy = policy
+    if zone is not None:
+        row.zone = zone
+    if allow_from is not None:
+        row.allow_from = " ".join(allow_from)
+    system = _system(session, row)
+    for code in system.nodes:
+        registry.record_action(session, code, "gateway_set_policy", actor=actor)
+    session.flush()
+    return system
 
 
 def find_system(session: Session, system_id: str) -> tuple[System, str] | None:
@@ -330,4 +372,5 @@ def _system(session: Session, row: GatewaySystemRow) -> System:
     nodes = tuple(session.scalars(select(GatewaySystemNodeRow.node_code)
                                   .where(GatewaySystemNodeRow.system_id == row.system_id)
                                   .order_by(GatewaySystemNodeRow.node_code)))
-    return System(row.system_id, nodes, row.created_at, row.created_by)
+    return System(row.system_id, nodes, row.created_at, row.created_by, row.policy, row.zone,
+                  tuple(row.allow_from.split()))

@@ -7,7 +7,12 @@
   (``H41.01``, ``H41.01.05``).
 
 The check only says whether the form is right, and if not exactly what is wrong; the
-registry decides which identifiers exist.
+registry decides which identifiers exist. Live traffic also carries codes in neither
+form (test systems such as ``vxp.saas.03``, older codes such as ``01.02.G22`` or
+``001.00.20.TT2``): such a code is only a warning in a package, and the hub routes it
+when its registry knows it (registering one takes an explicit option). What no hub can
+ever route is a code that cannot name a node at all (:func:`node_code_problem`): it
+becomes a broker account, an inbox queue and a file name.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ _QD20 = re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z]+)*")
 _LEVEL1 = re.compile(r"[A-Z][0-9]{2}")
 _QCVN102_GROUPS = ((3, "3 digits"), (2, "2 digits"), (2, "2 digits"))
 QD20_MAX_LENGTH = 35
+# What a node's code may hold whatever its form: it becomes a broker user name, a queue
+# name (vdx.node.<code>.inbox) and a file name, so no separators, spaces, wildcards or
+# leading dots; at most as long as the longest official code.
+_NODE_CODE = re.compile(r"[0-9A-Za-z](?:[0-9A-Za-z._-]{0,33}[0-9A-Za-z])?")
 
 
 class IdentifierForm(Enum):
@@ -40,6 +49,7 @@ def identifier_form(code: str) -> IdentifierForm:
 
 
 def is_valid_identifier(code: str) -> bool:
+    """Whether ``code`` is in one of the two official forms."""
     return identifier_problem(code) is None
 
 
@@ -84,3 +94,25 @@ def _qcvn102_problem(shown: str, groups: list[str]) -> str:
         if len(group) != size or not group.isdigit():
             return f"{shown}: group {position} {group!r} should be {what} (form NNN.NN.NN.LNN)"
     return f"{shown} is not in the form NNN.NN.NN.LNN"  # pragma: no cover - unreachable
+
+
+def node_code_problem(code: str) -> str | None:
+    """``None`` when ``code`` can name a node on a hub, whatever its form; else why not.
+
+    Official codes always can. Others must be 1 to 35 letters, digits, ``.``, ``-`` or
+    ``_``, starting and ending with a letter or digit (``vxp.saas.03`` can).
+    """
+    if identifier_problem(code) is None or _NODE_CODE.fullmatch(code):
+        return None
+    if not code:
+        return "the agency identifier is empty"
+    shown = repr(code)
+    if code != code.strip():
+        return f"{shown} has spaces around it"
+    if len(code) > QD20_MAX_LENGTH:
+        return f"{shown} is {len(code)} characters long; at most {QD20_MAX_LENGTH} are allowed"
+    bad = sorted({ch for ch in code if not (ch.isascii() and (ch.isalnum() or ch in "._-"))})
+    if bad:
+        return (f"{shown} contains {''.join(bad)!r}; a node's code holds only letters, "
+                f"digits, '.', '-' and '_'")
+    return f"{shown} must start and end with a letter or a digit"

@@ -50,10 +50,13 @@ def compile_schemas() -> None:
         schema.is_valid(empty, name)  # compiled and cached by vdx.schema
 
 
-def verify_delivery(body: bytes, sender: str, verifier: Verifier) -> tuple[Package, Verified]:
+def verify_delivery(body: bytes, sender: str, verifier: Verifier, *,
+                    attachment_data: bool = True) -> tuple[Package, Verified]:
     """The package in ``body`` and its verified signature, if ``sender`` signed it.
 
-    Raises :class:`~vdx.errors.EnvelopeError` for bytes that are not a valid package and
+    Attachments are decoded from the signed tree, the one parse of ``body`` (with
+    ``attachment_data=False`` they are listed with empty ``data``). Raises
+    :class:`~vdx.errors.EnvelopeError` for bytes that are not a valid package and
     :class:`~vdx.errors.SignatureError` for a signature that does not hold (including
     ``signature.wrong_signer`` when the package names another sender than ``sender``).
     """
@@ -63,7 +66,7 @@ def verify_delivery(body: bytes, sender: str, verifier: Verifier) -> tuple[Packa
         raise SignatureError("signature.wrong_signer",
                              f"the hub delivered it as sent by {sender}, but the package "
                              f"is signed as from {verified.sender_code}")
-    return read_package(verified.signed_tree), verified
+    return read_package(verified.signed_tree, attachment_data=attachment_data), verified
 
 
 def verify_receipt(body: bytes, hub_certificate: x509.Certificate | None) -> Receipt:

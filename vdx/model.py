@@ -110,7 +110,10 @@ class StaffInfo:
 
 @dataclass(frozen=True)
 class TraceHeader:
-    organ_id: str
+    """One hop of ``TraceHeaderList``. ``organ_id`` is ``None`` when the element is absent,
+    as the live axis writes some of them (it may also be the text ``null``)."""
+
+    organ_id: str | None
     timestamp: datetime
 
 

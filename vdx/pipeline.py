@@ -70,8 +70,12 @@ def verify_signature(tree: etree._ElementTree, verify: SignatureCheck) -> etree.
 MAX_DOCUMENT_ID = 512  # the journal's column; the regulation's ids are far shorter
 
 
-def read_package(signed_tree: etree._ElementTree) -> Package:
-    package = envelope.from_tree(signed_tree, attachment_data=False)
+def read_package(signed_tree: etree._ElementTree, *,
+                 attachment_data: bool = False) -> Package:
+    """The package's values, read from the signed tree. The hub routes the bytes as they
+    came, so by default attachments are listed but not decoded (``data`` is empty);
+    ``attachment_data=True`` decodes them, for a recipient."""
+    package = envelope.from_tree(signed_tree, attachment_data=attachment_data)
     document_id = (package.response_for.document_id if isinstance(package, StatusPackage)
                    else package.document_id)
     if len(document_id) > MAX_DOCUMENT_ID:

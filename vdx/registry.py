@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .errors import RegistryError, SignatureError
-from .identifiers import identifier_problem
+from .identifiers import identifier_problem, node_code_problem
 from .pki import agency_code_of, serial_hex
 from .store import AdminLogRow, CertificateRow, NodeRow, utcnow
 
@@ -136,11 +136,34 @@ class CertificateCheck(Protocol):
 # ------------------------------------------------------------------------ validation
 
 
-def check_code(code: str, *, what: str = "agency code") -> None:
-    """Refuse a malformed agency code with ``registry.bad_code`` and the exact reason."""
+# The hub's own broker accounts and queues are named vdx.* (the gateway's account is
+# vdx.gateway): a node's code becomes its broker account and its inbox's name, so no node
+# may take one of these names. Official codes never start so; others could.
+RESERVED_PREFIX = "vdx"
+
+
+def check_code(code: str, *, what: str = "agency code", allow_nonstandard: bool = False) -> None:
+    """Refuse a malformed agency code with ``registry.bad_code`` and the exact reason.
+
+    A code in neither official form (``vxp.saas.03``) passes only with
+    ``allow_nonstandard``, and then only if it can name a node
+    (:func:`vdx.identifiers.node_code_problem`) and does not start with ``vdx``.
+    """
     problem = identifier_problem(code)
-    if problem is not None:
-        raise RegistryError("registry.bad_code", f"{what}: {problem}")
+    if problem is None:
+        return
+    unusable = node_code_problem(code)
+    if unusable is not None:
+        raise RegistryError("registry.bad_code", f"{what}: {unusable}")
+    if not allow_nonstandard:
+        raise RegistryError("registry.bad_code",
+                            f"{what}: {problem}. If the national axis really uses this code "
+                            f"(a test system such as vxp.saas.03, an older code), register it "
+                            f"with --allow-nonstandard-code")
+    if code.lower().startswith(RESERVED_PREFIX):
+        raise RegistryError("registry.bad_code",
+                            f"{what}: {code!r} starts with {RESERVED_PREFIX!r}, which names the "
+                            f"hub's own broker accounts and queues")
 
 
 def parse_certificate(data: bytes | str) -> x509.Certificate:
@@ -337,20 +360,22 @@ def registered_lookup(session: Session) -> Callable[[str], tuple[x509.Certificat
 
 def register_node(session: Session, code: str, name: str, certificate: bytes | str, *,
                   check: CertificateCheck, actor: str, parent_code: str | None = None,
-                  email: str | None = None, now: datetime | None = None) -> Node:
+                  email: str | None = None, now: datetime | None = None,
+                  allow_nonstandard: bool = False) -> Node:
     """Register agency ``code`` with ``certificate`` (PEM or DER) as its current one.
 
-    Validated in this order, cheapest first: the code, name, parent and e-mail; that the
+    Validated in this order, cheapest first: the code (one in neither official form only
+    with ``allow_nonstandard``, see :func:`check_code`), name, parent and e-mail; that the
     code was never registered; the certificate (readable, a leaf, valid at ``now``,
     issued to ``code``, then ``check``); that no node has it already.
     """
     now = now or utcnow()
-    check_code(code)
+    check_code(code, allow_nonstandard=allow_nonstandard)
     name = name.strip()
     if not name:
         raise RegistryError("registry.bad_details", "the agency name is empty")
     if parent_code is not None:
-        check_code(parent_code, what="parent code")
+        check_code(parent_code, what="parent code", allow_nonstandard=allow_nonstandard)
         if parent_code == code:
             raise RegistryError("registry.bad_code", f"{code} cannot be its own parent")
     if email is not None and not _EMAIL.fullmatch(email):

@@ -7,8 +7,10 @@ through the small :class:`Directory` interface, so the rules test without a data
 Rules (DESIGN.md, issue 5):
 - the broker-validated AMQP ``user_id`` must be the package's sender, or the VXP
   gateway's account for a sender one of its connected systems serves;
-- the sender must be active, every recipient registered and active;
-- a new document goes to each ``To`` once;
+- the sender must be active, every recipient registered and active (whatever the form
+  of its code: a code outside the official forms is routed when the registry has it);
+- a new document goes to each ``To`` once, the sender's own code included (live traffic
+  has agencies and test systems sending to themselves; they get their own copy);
 - revoke, update, replace (business types 1–3) and recall (status 13) may come only from
   the original document's sender and reach its original recipients;
 - any other status may come only from a recipient of the document and reaches its sender.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import RegistryError, RoutingError
+from .identifiers import identifier_problem
 from .model import BusinessDocType, DocumentPackage, Package, StatusPackage
 
 ACTIVE = "active"
@@ -82,18 +85,22 @@ def _require_active(code: str, directory: Directory, *, role: str) -> None:
     status = directory.node_status(code)
     if role == "recipient" and status != ACTIVE:
         raise RoutingError("routing.unknown_recipient",
-                           f"recipient {code} is {status or 'not registered'}")
+                           f"recipient {code} is {status or _unregistered(code)}")
     if status is None:
-        raise RegistryError("registry.unknown_node", f"{role} {code} is not registered")
+        raise RegistryError("registry.unknown_node", f"{role} {code} is {_unregistered(code)}")
     if status != ACTIVE:
         raise RegistryError(f"registry.node_{status}", f"{role} {code} is {status}")
 
 
+def _unregistered(code: str) -> str:
+    # Say why the sender may have got it wrong: a code in neither official form is
+    # usually a test system's or an old one that this hub's registry does not have.
+    form = identifier_problem(code)
+    return "not registered" if form is None else f"not registered ({form})"
+
+
 def _route_document(package: DocumentPackage, directory: Directory) -> Route:
-    sender = package.sender.organ_id
     recipients = tuple(dict.fromkeys(r.organ_id for r in package.recipients))
-    if sender in recipients:
-        raise RoutingError("routing.not_allowed", f"{sender} lists itself as a recipient")
     for code in recipients:
         _require_active(code, directory, role="recipient")
     business = package.business
@@ -107,7 +114,8 @@ def _route_document(package: DocumentPackage, directory: Directory) -> Route:
                 f"{', '.join(outsiders)} did not receive {original.document_id}; a revocation, "
                 f"update or replacement reaches only the original recipients",
             )
-    return Route(sender, package.document_id, recipients, "document", original)
+    return Route(package.sender.organ_id, package.document_id, recipients, "document",
+                 original)
 
 
 def _original_of_change(package: DocumentPackage, directory: Directory) -> KnownDocument:

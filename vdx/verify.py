@@ -4,8 +4,10 @@
 with a stable code, cheapest and least trusting first:
 
 1. ``locate``: exactly one ``ds:Signature`` in the whole tree (``signature.missing``,
-   ``signature.multiple``), the last child of ``/edXML/edXMLEnvelope/edXMLHeader`` right
-   after ``TraceHeaderList`` or ``MessageHeader`` (``signature.misplaced``);
+   ``signature.multiple``; an edXML-namespace placeholder in its place, which legacy
+   software writes, is ``signature.placeholder`` alone and ``signature.multiple`` beside
+   a real one), the last child of ``/edXML/edXMLEnvelope/edXMLHeader`` right after
+   ``TraceHeaderList`` or ``MessageHeader`` (``signature.misplaced``);
 2. ``read_signed_info``: one ``Reference`` with ``URI=""`` (``signature.misplaced``),
    transforms enveloped then optionally one C14N, no comments (``signature.bad_transform``),
    allow-listed algorithms; SHA-1 only for a legacy sender, logged; HMAC never
@@ -74,6 +76,7 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from .envelope import load_tree
 from .errors import SignatureError
 from .pki import agency_code_of
+from .quirks import placeholder_signatures
 from .schema import DS_NS
 from .signing import DS_SIGNATURE, xml_parser
 from .trust import TrustStore, TrustStoreError, load_crl
@@ -283,8 +286,23 @@ class Verifier:
     def locate(self, tree: etree._ElementTree) -> etree._Element:
         root = tree.getroot()
         signatures = list(root.iter(DS_SIGNATURE))  # everywhere, not just where we expect
+        placeholders = placeholder_signatures(root)
+        if not signatures and placeholders:
+            raise SignatureError(
+                "signature.placeholder", "the package's only signature is an edXML-namespace "
+                "placeholder; sign it with the agency's key (a gateway system or folder "
+                "bridge configured with the key replaces the placeholder and signs)",
+                line=placeholders[0].sourceline, path=element_path(placeholders[0]))
         if not signatures:
             raise SignatureError("signature.missing")
+        if placeholders:
+            # Signed along with the package, so harmless to the digest; but two elements
+            # that both look like the signature leave readers to guess which one counts.
+            raise SignatureError(
+                "signature.multiple", "the package carries an edXML-namespace placeholder "
+                "Signature beside its ds:Signature; remove the placeholder before signing "
+                "(vdx.signing.Signer does)",
+                line=placeholders[0].sourceline, path=element_path(placeholders[0]))
         if len(signatures) > 1:
             raise SignatureError(
                 "signature.multiple", f"the package carries {len(signatures)} ds:Signature "

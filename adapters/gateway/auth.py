@@ -11,17 +11,43 @@ exact JSON string keyed with the system's secret. So the gateway:
    time (:func:`authenticate`);
 3. checks that ``sign-header-key`` names exactly the signed JSON's keys, and that every
    signed header was also sent with the same value;
-4. refuses a timestamp outside the replay window (replayed signatures inside it are the
-   caller's to refuse: that needs a store).
+4. judges the timestamp by the system's :class:`TimestampRule` (below); replayed
+   signatures are the caller's to refuse (that needs a store): :attr:`SignedRequest.
+   remember_until` says how long it must remember each one.
 
 Everything the operations read afterwards comes from :attr:`SignedRequest.params`, the
 signed values only: a parameter header that was sent but not signed is ignored.
 
-Quirks of the SDK this module accepts on purpose:
+**The timestamp rule.** The SDK writes ``XroadVnpt-timestamp`` in its JVM's default time
+zone with no zone in the string: a DMS on a server in UTC sends UTC wall-clock time, one
+in Asia/Ho_Chi_Minh sends UTC+7. Each system has a zone setting:
 
-- the timestamp ``ddMMyyyy'T'HHmmss+SSSS`` carries no time zone (``+SSSS`` is the
-  milliseconds, zero-padded to four digits): it is the client's local time, read here in
-  the gateway's zone (Vietnam time by default);
+- ``auto`` (the default): the timestamp is read both as Vietnam time and as UTC, and is
+  accepted if *either* reading is within the window of the gateway's clock;
+- ``Asia/Ho_Chi_Minh`` or ``UTC``: that reading only.
+
+Replay protection is kept by remembering each accepted signature until *no* reading
+could still accept it (``remember_until``: the latest reading plus the window), not
+merely for one window: a Vietnam-time request read as UTC lies seven hours in the
+future, and without that its replay would be fresh again seven hours later.
+
+Each system also has a policy (``TimestampRule.policy``):
+
+- ``strict``: a reading must be within the window (5 minutes by default) and a signed
+  request is accepted once (the caller's replay store; ``sendEdoc`` excepted, idempotent
+  by content);
+- ``compatible``, the SDK as deployed, which fixes its timestamp when a service object is
+  made and re-sends identical requests for the life of the process: no age limit and no
+  replay refusal, only sanity bounds: some reading is not more than the window ahead of
+  the gateway's clock, and not older than the system's registration (its secret did not
+  exist before). A fixed maximum age would stop a long-running DMS on the day its process
+  turns that old; what bounds a captured request's life instead is the secret, and the
+  address allow-list (:func:`check_peer`) and TLS bound who can capture and replay it.
+
+Other quirks of the SDK this module accepts on purpose:
+
+- ``+SSSS`` at the end of the timestamp is the milliseconds, zero-padded to four digits,
+  not an offset;
 - ``hash-file`` is the SHA-256 of the package with each byte written as hex *without*
   zero padding (``Integer.toHexString``), :func:`sdk_hash_file`;
 - the SDK writes the package and then ``\\r\\n`` into the request body, so the body is
@@ -33,13 +59,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from vdx.errors import GatewayError
+from vdx.model import VIETNAM_TZ
 
 PREFIX = "XroadVnpt-"
 SDK_VERSION = "3.0.201608"
@@ -54,6 +82,14 @@ _TIMESTAMP = re.compile(r"(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 MAX_SIGN_HEADER = 64 * 1024  # far above any real request; the JSON is parsed only below it
 
+STRICT, COMPATIBLE = "strict", "compatible"
+POLICIES = (STRICT, COMPATIBLE)
+# The zones an SDK timestamp may have been written in, and what each zone setting tries.
+ZONES: dict[str, tzinfo] = {"Asia/Ho_Chi_Minh": VIETNAM_TZ, "UTC": UTC}
+READINGS: dict[str, tuple[str, ...]] = {"auto": ("Asia/Ho_Chi_Minh", "UTC"),
+                                        "Asia/Ho_Chi_Minh": ("Asia/Ho_Chi_Minh",),
+                                        "UTC": ("UTC",)}
+
 
 @dataclass(frozen=True)
 class AuthHeaders:
@@ -67,17 +103,40 @@ class AuthHeaders:
 
 
 @dataclass(frozen=True)
+class TimestampRule:
+    """How one system's ``XroadVnpt-timestamp`` is judged (the module docstring).
+
+    ``zone`` is a key of :data:`READINGS`; ``window`` how far from the gateway's clock a
+    reading may be; ``policy`` strict (within the window) or compatible (any age between
+    ``not_before``, the system's registration, and the window ahead of the clock).
+    """
+
+    zone: str = "auto"
+    window: timedelta = timedelta(minutes=5)
+    policy: str = STRICT
+    not_before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.zone not in READINGS or self.policy not in POLICIES:
+            raise ValueError(f"zone {self.zone!r} / policy {self.policy!r}")
+
+
+@dataclass(frozen=True)
 class SignedRequest:
     """A request whose signature verified: who sent it, when, and its signed parameters.
 
     ``params`` maps parameter names as the SDK signed them (without the prefix) to their
     values; :meth:`param` looks one up ignoring case, as HTTP header names are.
+    ``timestamp`` is the accepted reading; ``remember_until`` the last moment at which any
+    reading of it is accepted under the strict policy: a replay store keeping the
+    signature until then refuses every replay.
     """
 
     system_id: str
     timestamp: datetime
     signature: str
     params: Mapping[str, str]
+    remember_until: datetime
 
     def param(self, name: str) -> str | None:
         lowered = name.lower()
@@ -115,8 +174,8 @@ def read_auth_headers(headers: Iterable[tuple[str, str]]) -> AuthHeaders:
                        sent[SIGN_HEADER_KEY.lower()], sent[HASH_HEADER.lower()], sent)
 
 
-def authenticate(auth: AuthHeaders, secret: str, *, now: datetime, window: timedelta,
-                 zone: tzinfo) -> SignedRequest:
+def authenticate(auth: AuthHeaders, secret: str, *, now: datetime,
+                 rule: TimestampRule) -> SignedRequest:
     """Verify ``auth`` with the system's ``secret``; return the signed request.
 
     Raises :class:`GatewayError`: ``gateway.bad_signature``, ``gateway.header_mismatch``,
@@ -142,14 +201,70 @@ def authenticate(auth: AuthHeaders, secret: str, *, now: datetime, window: timed
     stamp = _lookup(params, "timestamp")
     if stamp is None:
         raise GatewayError("gateway.bad_signature", "the timestamp is not signed")
-    timestamp = parse_timestamp(stamp, zone)
-    if abs(now - timestamp) > window:
-        raise GatewayError(
-            "gateway.stale_request",
-            f"timestamp {stamp} is {_age(now - timestamp)} from the gateway's clock; requests "
-            f"are accepted within {int(window.total_seconds())} s (the VXP SDK fixes its "
-            f"timestamp when a service object is created: create one per call or poll)")
-    return SignedRequest(auth.system_id, timestamp, auth.hash_header.lower(), params)
+    timestamp, remember_until = judge_timestamp(stamp, rule, now, auth.system_id)
+    return SignedRequest(auth.system_id, timestamp, auth.hash_header.lower(), params,
+                         remember_until)
+
+
+def judge_timestamp(stamp: str, rule: TimestampRule, now: datetime,
+                    system_id: str = "SYSTEMID") -> tuple[datetime, datetime]:
+    """The accepted reading of ``stamp`` and until when its signature must be remembered.
+
+    Raises ``gateway.stale_request`` (the message names the command that fixes a wrong
+    zone or policy) or ``gateway.bad_request`` for a malformed timestamp.
+    """
+    readings = {name: parse_timestamp(stamp, ZONES[name]) for name in READINGS[rule.zone]}
+    remember_until = max(readings.values()) + rule.window
+    if rule.policy == STRICT:
+        accepted = [t for t in readings.values() if abs(now - t) <= rule.window]
+    else:
+        earliest = rule.not_before - rule.window if rule.not_before else None
+        accepted = [t for t in readings.values() if t - now <= rule.window
+                    and (earliest is None or t >= earliest)]
+    if accepted:
+        return min(accepted, key=lambda t: abs(now - t)), remember_until
+    raise GatewayError("gateway.stale_request", _stale_message(stamp, rule, now, system_id))
+
+
+def _stale_message(stamp: str, rule: TimestampRule, now: datetime, system_id: str) -> str:
+    # The refusal reaches the agency's software; its administrator forwards it to the
+    # hub's, so it names the one command that would have accepted this request.
+    read = "; ".join(f"{_age(now - parse_timestamp(stamp, ZONES[name]))} the gateway's clock "
+                     f"read as {name}" for name in READINGS[rule.zone])
+    command = f"vdx gateway set-policy {system_id}"
+    other = [name for name in ZONES if name not in READINGS[rule.zone]
+             and abs(now - parse_timestamp(stamp, ZONES[name])) <= rule.window]
+    if other:
+        fix = (f"read as {other[0]} it is current: if the client's server runs in that zone, "
+               f"`{command} --zone auto`")
+    elif rule.policy == STRICT:
+        fix = (f"the VXP SDK fixes its timestamp when a service object is made: software that "
+               f"keeps one object for its whole run needs `{command} --policy compatible`")
+    else:
+        fix = ("the compatible policy accepts any age since the system was registered, but "
+               "not a clock running ahead of the gateway's or a request older than its secret")
+    return (f"timestamp {stamp} is {read}; requests are accepted within "
+            f"{int(rule.window.total_seconds())} s ({rule.policy} policy, zone {rule.zone}); "
+            f"{fix}")
+
+
+def check_peer(peer: str | None, allow_from: tuple[str, ...], system_id: str) -> None:
+    """Refuse ``peer`` (the client's address) unless ``allow_from`` is empty or one of its
+    networks holds it: ``gateway.address_not_allowed``."""
+    if not allow_from:
+        return
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+    if address is not None and any(address in ipaddress.ip_network(n) for n in allow_from):
+        return
+    raise GatewayError("gateway.address_not_allowed",
+                       f"system {system_id} is accepted only from {', '.join(allow_from)}, "
+                       f"not from {peer or 'an unknown address'} (`vdx gateway set-policy "
+                       f"{system_id} --allow-from CIDR` sets its addresses)")
 
 
 def _hmac_matches(secret: str, sign_header: str, hash_header: str) -> bool:

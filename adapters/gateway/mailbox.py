@@ -6,8 +6,9 @@ frozen dataclasses, which :mod:`adapters.gateway.wire` turns into VXP answers.
 
 Mailbox states: ``new`` (delivered, never acknowledged), ``processing`` and ``fail``
 (reported by the system; still listed, so nothing is lost if the software stops halfway),
-``done`` (acknowledged: no longer listed). Receipts are kept as ``receipt`` rows in state
-``done``: they are never offered to the system; they update the sent list instead.
+``done`` (acknowledged: no longer listed, and final, see :func:`set_state`). Receipts
+are kept as ``receipt`` rows in state ``done``: they are never offered to the system;
+they update the sent list instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from vdx.gateway import (
 )
 from vdx.model import STATUS_MEANINGS
 from vdx.receipts import Receipt
+from vdx.status_order import status_rank, supersedes
 from vdx.store import utcnow
 
 log = logging.getLogger("vdx.gateway")
@@ -86,19 +88,24 @@ class SentLine:
 
 
 def remember_signature(session: Session, operation: str, signature: str, system_id: str,
-                       now: datetime, window: timedelta) -> bool:
-    """Record a signature; False if it was seen inside the window already.
+                       now: datetime, keep_until: datetime) -> bool:
+    """Record a signature until ``keep_until``; False if it is remembered already.
+
+    ``keep_until`` is :attr:`~adapters.gateway.auth.SignedRequest.remember_until`: the
+    last moment any reading of the request's timestamp is accepted, so that no replay
+    outlives its signature's memory.
 
     Keyed by operation and signature, not by signature alone: the SDK reuses one header
     map per service object, so its ``getEdoc`` and ``updateStatus`` of the same document
     carry the very same signature (every parameter of the second call was already in the
     map). Refusing that would break every SDK client's normal loop.
     """
-    session.execute(delete(GatewayNonceRow).where(GatewayNonceRow.seen_at < now - 2 * window))
+    session.execute(delete(GatewayNonceRow).where(GatewayNonceRow.keep_until < now))
     key = f"{operation}|{signature}"
     if session.get(GatewayNonceRow, key) is not None:
         return False
-    session.add(GatewayNonceRow(key=key, system_id=system_id, seen_at=now))
+    session.add(GatewayNonceRow(key=key, system_id=system_id, seen_at=now,
+                                keep_until=keep_until))
     return True
 
 
@@ -140,10 +147,16 @@ def item_body(session: Session, nodes: Sequence[str], message_id: str) -> bytes 
 
 def set_state(session: Session, nodes: Sequence[str], message_id: str, status: str,
               ) -> MailboxItem | None:
-    """Apply ``updateStatus``; ``None`` if ``nodes`` have no such message."""
+    """Apply ``updateStatus``; ``None`` if ``nodes`` have no such message.
+
+    ``done`` is final: the item comes back unchanged, still ``done``, whatever ``status``
+    says, so a late or replayed ``fail`` can never offer an acknowledged document again.
+    """
     row = _row(session, nodes, message_id, for_update=True)
     if row is None:
         return None
+    if row.state == "done":
+        return _item(row)
     row.state = TRANSITIONS[status]
     row.updated_at = utcnow()
     if status == "fail":
@@ -229,17 +242,25 @@ def apply_receipt(session: Session, receipt: Receipt) -> bool:
 
 def apply_status(session: Session, node: str, about_sender: str, document_id: str,
                  reporter: str, code: str) -> bool:
-    """A recipient's status (01…16) about a document ``node`` sent through the gateway."""
+    """A recipient's status (01…16) about a document ``node`` sent through the gateway.
+
+    ``receiveStatus`` is the recipient's furthest status by meaning
+    (:mod:`vdx.status_order`), whatever order the statuses arrive in."""
     if about_sender != node:
         return False  # a recall (13) sent to this node: not about its own document
+    if status_rank(code) is None:
+        return False  # 13 is the sender's request, never a recipient's status
     rows = session.scalars(select(GatewaySentRow).where(
         GatewaySentRow.from_code == node, GatewaySentRow.document_id == document_id,
         GatewaySentRow.kind == "edoc")).all()
     now = utcnow()
     for row in rows:
-        line = _recipient(session, row.doc_id, reporter, now)
-        line.receive_status = code
-        line.receive_status_desc = STATUS_MEANINGS.get(code, ("", ""))[0] or None
+        # Locked: gateways draining one inbox side by side may apply a 01 and a 03 at
+        # once, and the later transaction must compare with what the first one wrote.
+        line = _recipient(session, row.doc_id, reporter, now, lock=True)
+        if supersedes(code, line.receive_status):
+            line.receive_status = code
+            line.receive_status_desc = STATUS_MEANINGS.get(code, ("", ""))[0] or None
         line.updated_at = now
     return bool(rows)
 
@@ -267,9 +288,9 @@ def sent_lines(session: Session, nodes: Sequence[str], kind: str | None,
     return lines
 
 
-def _recipient(session: Session, doc_id: str, code: str, now: datetime,
-               ) -> GatewaySentRecipientRow:
-    line = session.get(GatewaySentRecipientRow, (doc_id, code))
+def _recipient(session: Session, doc_id: str, code: str, now: datetime, *,
+               lock: bool = False) -> GatewaySentRecipientRow:
+    line = session.get(GatewaySentRecipientRow, (doc_id, code), with_for_update=lock)
     if line is None:  # a recall reaches recipients the package itself does not name
         line = GatewaySentRecipientRow(doc_id=doc_id, to_code=code, updated_at=now)
         session.add(line)

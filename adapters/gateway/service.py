@@ -1,13 +1,16 @@
 """What each VXP operation does: authenticate, then one named step per operation.
 
 :class:`Gateway` is the whole gateway minus HTTP: :meth:`Gateway.handle` takes an
-operation name, the request's headers and body, and returns the HTTP status and the JSON
-answer. It never raises: a refusal is a ``FAIL`` answer with a catalogue code and a
-sentence saying what to do; an unexpected failure is logged with a reference and
-answered as such.
+operation name, the request's headers, body and client address, and returns the HTTP
+status and the JSON answer. It never raises: a refusal is a ``FAIL`` answer with a
+catalogue code, a sentence saying what to do and every field the SDK reads for that
+operation (:func:`adapters.gateway.wire.fail`); an unexpected failure is logged with a
+reference and answered as such.
 
-Every request is authenticated (:mod:`adapters.gateway.auth`), its signature recorded
-against replay, and it acts only for the nodes of the system that signed it.
+Every request is checked against its system's settings: the address it came from (its
+allow-list), its signature and timestamp (:mod:`adapters.gateway.auth`, by the system's
+zone and policy), and, under the strict policy, recorded against replay. It acts only
+for the nodes of the system that signed it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -31,14 +34,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from vdx import gateway, registry, store
 from vdx.admin import HubConfig
 from vdx.errors import GatewayError, SignatureError, TransportError, VdxError
-from vdx.model import VIETNAM_TZ, DocumentPackage, StatusPackage
+from vdx.model import DocumentPackage, StatusPackage
 from vdx.pipeline import admit, claimed_sender
+from vdx.quirks import placeholder_signatures
 from vdx.runtime import RegistryView
 from vdx.signing import DS_SIGNATURE, Signer
 from vdx.xmlsafe import ParseLimits, parse_untrusted
 
 from . import inbox, mailbox, wire
-from .auth import SignedRequest, authenticate, package_from_body, read_auth_headers
+from .auth import (
+    STRICT,
+    SignedRequest,
+    TimestampRule,
+    authenticate,
+    check_peer,
+    package_from_body,
+    read_auth_headers,
+)
 from .broker import InboxDrainer, InboxMessage, Publisher
 
 log = logging.getLogger("vdx.gateway")
@@ -49,12 +61,13 @@ Answer = tuple[int, dict[str, Any]]
 @dataclass(frozen=True)
 class GatewayConfig:
     """How the gateway runs. ``amqp_url`` is the gateway account's (``vdx gateway
-    add-system`` writes it to a 0600 file); ``zone`` is how SDK timestamps are read."""
+    add-system`` writes it to a 0600 file); ``replay_window`` how far a strict system's
+    timestamp may be from the gateway's clock (each system's zone and policy are its own,
+    ``vdx gateway set-policy``)."""
 
     hub: HubConfig
     amqp_url: str
     replay_window: timedelta = timedelta(minutes=5)
-    zone: tzinfo = VIETNAM_TZ
     limits: ParseLimits = field(default_factory=ParseLimits)
     refresh_seconds: float = 5.0
 
@@ -113,8 +126,9 @@ class Gateway:
     # ------------------------------------------------------------------ requests --
 
     def handle(self, operation: str, method: str, headers: Iterable[tuple[str, str]],
-               body: bytes) -> Answer:
-        """Serve one request; never raises (see the module docstring)."""
+               body: bytes, peer: str | None = None) -> Answer:
+        """Serve one request from the client address ``peer``; never raises (see the
+        module docstring)."""
         try:
             op = OPERATIONS.get(operation)
             if op is None:
@@ -124,7 +138,7 @@ class Gateway:
             if method not in op.methods:
                 raise GatewayError("gateway.bad_request",
                                    f"{operation} takes {' or '.join(op.methods)}, not {method}")
-            signed, system = self._authenticate(operation, headers, op.replay_safe)
+            signed, system = self._authenticate(operation, headers, op.replay_safe, peer)
             # The operation owns its commits (sendEdoc commits before it publishes); what
             # it leaves uncommitted is committed here, or rolled back by a refusal.
             with self.sessions() as session:
@@ -132,18 +146,20 @@ class Gateway:
                 session.commit()
             return 200, wire.ok(**fields)
         except VdxError as exc:
-            return wire.fail(exc)
+            return wire.fail(exc, operation)
         except SQLAlchemyError as exc:
             log.error("database error", extra={"event": "db_error", "error": type(exc).__name__})
             return wire.fail(TransportError("transport.unavailable",
-                                            "the hub's database is unavailable; try again"))
+                                            "the hub's database is unavailable; try again"),
+                             operation)
         except Exception:
             reference = uuid.uuid4().hex[:12]
             log.exception("unexpected failure", extra={"event": "crash", "reference": reference})
-            return 500, wire.internal_error(reference)
+            return 500, wire.internal_error(reference, operation)
 
     def _authenticate(self, operation: str, headers: Iterable[tuple[str, str]],
-                      replay_safe: bool = False) -> tuple[SignedRequest, gateway.System]:
+                      replay_safe: bool = False, peer: str | None = None,
+                      ) -> tuple[SignedRequest, gateway.System]:
         auth = read_auth_headers(headers)
         with self.sessions() as session:
             found = gateway.find_system(session, auth.system_id)
@@ -152,21 +168,29 @@ class Gateway:
                                f"system {auth.system_id!r} is not registered on this hub "
                                f"(`vdx gateway add-system`)")
         system, sealed = found
+        # Before the signature: a client outside the allow-list learns nothing about it.
+        check_peer(peer, system.allow_from, system.system_id)
         now = self.clock()
-        signed = authenticate(auth, gateway.open_secret(sealed), now=now,
-                              window=self.config.replay_window, zone=self.config.zone)
+        rule = TimestampRule(zone=system.zone, window=self.config.replay_window,
+                             policy=system.policy, not_before=system.created_at)
+        signed = authenticate(auth, gateway.open_secret(sealed), now=now, rule=rule)
+        if system.policy != STRICT:
+            return signed, system  # compatible: identical signed requests are accepted again
         try:
             with self.sessions.begin() as session:
                 fresh = mailbox.remember_signature(session, operation, signed.signature,
                                                    system.system_id, now,
-                                                   self.config.replay_window)
+                                                   signed.remember_until)
         except IntegrityError:
             fresh = False  # the same request, in flight twice at once
         if not fresh and not replay_safe:
             raise GatewayError("gateway.replayed_request",
-                               f"this exact signed {operation} request was received before; "
-                               f"a new request needs a new timestamp (the VXP SDK sets it "
-                               f"when its service object is created)")
+                               f"this exact signed {operation} request was received before, "
+                               f"and system {system.system_id} accepts each request once (strict "
+                               f"policy); a new request needs a new timestamp, which the VXP SDK "
+                               f"sets when its service object is made: software that keeps one "
+                               f"object for its whole run needs `vdx gateway set-policy "
+                               f"{system.system_id} --policy compatible`")
         return signed, system
 
     # -------------------------------------------------------------- operations --
@@ -241,8 +265,14 @@ class Gateway:
         if status not in mailbox.TRANSITIONS:
             raise GatewayError("gateway.bad_request",
                                f"status {status!r}: use done, fail or processing")
-        if mailbox.set_state(session, system.nodes, doc_id, status) is None:
+        item = mailbox.set_state(session, system.nodes, doc_id, status)
+        if item is None:
             raise _unknown_document(doc_id)
+        if item.state != mailbox.TRANSITIONS[status]:  # done is final (mailbox.set_state)
+            raise GatewayError("gateway.already_done",
+                               f"document {doc_id[:80]!r} was acknowledged as done at "
+                               f"{wire.vxp_time(item.updated_at)}; a done document is never "
+                               f"offered again, so {status!r} changed nothing")
         return {}
 
     def get_sent_edoc_list(self, session: Session, signed: SignedRequest,
@@ -292,7 +322,10 @@ class Gateway:
     def _signed_package(self, session: Session, package: bytes, code: str,
                         ) -> tuple[bytes, bool]:
         """The package to publish: as sent if it carries a signature, else signed by the
-        gateway with the node's key when the node is configured for that."""
+        gateway with the node's key when the node is configured for that. A placeholder
+        signature (what EdXML102 and legacy software write) counts as none: the signer
+        removes it and signs in its place. Beside a real signature it is left alone (it
+        was signed with the package) and the hub refuses the two (``signature.multiple``)."""
         tree = parse_untrusted(package, self.config.limits)
         claimed = claimed_sender(tree)
         if claimed != code:  # checked before the gateway would put any key to it
@@ -303,9 +336,12 @@ class Gateway:
             return package, False
         config = gateway.signer_for(session, code)
         if config is None:
-            raise SignatureError("signature.missing",
-                                 f"the package is not signed and the gateway does not sign "
-                                 f"for {code} (`vdx gateway sign-for {code} --key … --cert …`)")
+            placeholder = bool(placeholder_signatures(tree.getroot()))
+            what = "carries only a placeholder signature" if placeholder else "is not signed"
+            raise SignatureError(
+                "signature.placeholder" if placeholder else "signature.missing",
+                f"the package {what} and the gateway does not sign for {code} "
+                f"(`vdx gateway sign-for {code} --key … --cert …`)")
         return self._signer(config).sign(package, self.config.limits), True
 
     def _signer(self, config: gateway.SignerConfig) -> Signer:

@@ -1,10 +1,10 @@
 """The administrator's side of the gateway: connected systems, signing keys, its account.
 
-What ``vdx gateway add-system / systems / remove-system / sign-for`` do, in the order
-:class:`vdx.admin.Admin` keeps the database and the broker consistent: validate and flush
-first (every refusal happens before the broker is touched), then change the broker, then
-commit. A broker failure rolls the database back; running the same command again repairs
-a half-done one.
+What ``vdx gateway add-system / set-policy / systems / remove-system / sign-for`` do, in
+the order :class:`vdx.admin.Admin` keeps the database and the broker consistent: validate
+and flush first (every refusal happens before the broker is touched), then change the
+broker, then commit. A broker failure rolls the database back; running the same command
+again repairs a half-done one.
 
 The gateway's broker account (:func:`vdx.gateway.gateway_user`) is created with the first
 system and its rights follow the set of served nodes: read exactly their inboxes, write
@@ -15,7 +15,9 @@ issues a new one (a running gateway must then be restarted).
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from vdx import gateway, pki, provision, registry, store
 from vdx.admin import Admin
 from vdx.errors import GatewayError
 from vdx.provision import Credentials
+
+from .auth import POLICIES, READINGS
 
 CREDENTIALS_FILE = "gateway-broker.json"
 
@@ -47,12 +51,16 @@ class NewSystem:
 
 def add_system(admin: Admin, system_id: str, nodes: tuple[str, ...], *,
                credentials_file: Path | None = None, sign_key: Path | None = None,
-               sign_cert: Path | None = None) -> NewSystem:
+               sign_cert: Path | None = None, policy: str = gateway.STRICT,
+               zone: str = gateway.AUTO_ZONE, allow_from: Iterable[str] = ()) -> NewSystem:
     """Register ``system_id`` for ``nodes``; returns its secret (shown once).
 
     ``sign_key``/``sign_cert`` (only with a single node) let the gateway sign that node's
-    unsigned packages, as :func:`sign_for` does.
+    unsigned packages, as :func:`sign_for` does. ``policy``, ``zone`` and ``allow_from``
+    are how its requests are judged (:func:`set_policy`); the defaults refuse replays,
+    read timestamps in either zone and accept any address.
     """
+    policy, zone, networks = _policy(policy), _zone(zone), _networks(allow_from)
     if (sign_key is None) != (sign_cert is None):
         raise GatewayError("gateway.bad_key", "give both --sign-with-key and --cert")
     if sign_key is not None and len(set(nodes)) != 1:
@@ -62,7 +70,8 @@ def add_system(admin: Admin, system_id: str, nodes: tuple[str, ...], *,
     target = credentials_file or default_credentials_file()
     with admin.transaction() as session:
         system = gateway.create_system(session, system_id, tuple(nodes),
-                                       gateway.seal_secret(secret), actor=admin.config.actor)
+                                       gateway.seal_secret(secret), actor=admin.config.actor,
+                                       policy=policy, zone=zone, allow_from=networks)
         if sign_key is not None:
             _configure_signer(session, admin, nodes[0], sign_key, sign_cert)
         credentials = _sync_account(admin, session)
@@ -88,6 +97,56 @@ def remove_system(admin: Admin, system_id: str) -> gateway.System:
         system = gateway.delete_system(session, system_id, actor=admin.config.actor)
         _sync_account(admin, session)
     return system
+
+
+def set_policy(admin: Admin, system_id: str, *, policy: str | None = None,
+               zone: str | None = None, allow_from: Iterable[str] | None = None,
+               ) -> gateway.System:
+    """Change how ``system_id``'s requests are judged; ``None`` keeps a setting, an empty
+    ``allow_from`` accepts any address. Takes effect with the system's next request.
+
+    ``policy``: ``strict`` (each signed request once, its timestamp within the replay
+    window) or ``compatible`` (the VXP SDK as deployed: one service object for the whole
+    run, identical requests re-sent); ``zone``: ``auto``, ``UTC`` or ``Asia/Ho_Chi_Minh``,
+    how its timestamps are read; ``allow_from``: the networks (CIDR) it may connect from.
+    """
+    if policy is None and zone is None and allow_from is None:
+        raise GatewayError("gateway.bad_request",
+                           "give --policy, --zone, --allow-from or --any-address")
+    with admin.transaction() as session:
+        return gateway.update_system(
+            session, system_id, actor=admin.config.actor,
+            policy=None if policy is None else _policy(policy),
+            zone=None if zone is None else _zone(zone),
+            allow_from=None if allow_from is None else _networks(allow_from))
+
+
+def _policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise GatewayError("gateway.bad_request", f"policy {policy!r}: use {' or '.join(POLICIES)}")
+    return policy
+
+
+def _zone(zone: str) -> str:
+    """``zone`` in its canonical spelling (``utc`` is ``UTC``)."""
+    canonical = {name.lower(): name for name in READINGS}
+    if zone.lower() not in canonical:
+        raise GatewayError("gateway.bad_request", f"zone {zone!r}: use {', '.join(READINGS)}")
+    return canonical[zone.lower()]
+
+
+def _networks(allow_from: Iterable[str]) -> tuple[str, ...]:
+    """Each address or CIDR network normalised (``203.0.113.7`` is ``203.0.113.7/32``); a
+    network with host bits set is refused rather than guessed at."""
+    networks = []
+    for text in allow_from:
+        try:
+            networks.append(str(ipaddress.ip_network(text.strip())))
+        except ValueError as exc:
+            raise GatewayError("gateway.bad_request",
+                               f"--allow-from {text!r}: not an address or network in CIDR form "
+                               f"such as 203.0.113.7 or 203.0.113.0/24 ({exc})") from exc
+    return tuple(dict.fromkeys(networks))
 
 
 def list_systems(admin: Admin) -> tuple[gateway.System, ...]:

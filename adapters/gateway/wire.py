@@ -6,11 +6,56 @@ operation's own fields. A failure's ``ErrorCode`` is the hub's stable catalogue 
 (``gateway.stale_request``, ``signature.wrong_signer``…): the SDK only tests it against
 ``"0"``, and the code tells an administrator exactly what happened.
 
+What the SDK reads, per operation (``javap -c -p`` of ``KnobstickServiceImp`` and
+``AgencyServiceImp`` in SDKVXP 2.0.1 and 2.0.0). It reads every field with
+``JsonObject.get(name).getAsX()`` and no null check, inside a ``catch (Exception)`` that
+prints the trace and hands the caller a result whose fields are all null, so a missing
+field, a JSON ``null`` or a wrong type (``getAsJsonArray`` on a string) becomes a
+NullPointerException in the agency's own code. The HTTP status is never looked at.
+
+=====================  ================================================  ==================
+operation              read on every answer (``getAsString`` unless      a FAIL answer
+                       said), then only on success                       also carries
+=====================  ================================================  ==================
+sendEdoc               status, ErrorCode, ErrorDesc, **DocId**           ``DocId: ""``
+getReceivedEdocList    status, ErrorCode, ErrorDesc; if ErrorCode is     ``data: []``
+                       "0": data (``getAsJsonArray``), each item's
+                       docId … status_desc when present
+getSentEdocList        as above; items serviceType … receiveStatusDesc   ``data: []``
+getEdoc                status, ErrorCode, ErrorDesc; **data** (2.0.0:    ``data: ""``
+                       always; 2.0.1: unless status is "FAIL"),
+                       Base64-decoded; a file is written if ErrorCode
+                       is "0"
+updateStatus           status, ErrorCode, ErrorDesc                      —
+countReceiveEdoc,      status, ErrorCode, ErrorDesc; unless status is    ``count: 0``
+countReceiveStatus     "FAIL": count (``getAsInt``) (2.0.1 only)
+getAgenciesList        status, ErrorCode, ErrorDesc; if ErrorCode is     ``data: []``
+                       "0": data (``getAsJsonArray``), items id, pid,
+                       code, name, mail (+ oldCode in 2.0.1)
+getAgenciesListQD20    as above; items id, code, name, mail, code102     ``data: []``
+                       (2.0.1 only)
+getSynchronizeUnit     as above; items add version (``getAsInt``),       ``data: []``
+                       deleted, isAgency (``getAsBoolean``) — not
+                       offered here: refused
+registerAgency,        status, ErrorCode, ErrorDesc                      —
+deleteAgency
+downloadEdoc           nothing: the raw body is saved as the .edxml      an empty body
+                       and reported SUCCESS when not empty (2.0.1's
+                       downloadEdoc and downloadEdoc2, unauthenticated
+                       GETs) — not offered here
+=====================  ================================================  ==================
+
+So every FAIL answer, whatever refused the request (authentication, a stale or replayed
+request, an unknown document, a bad status, a body too large, a path that is no
+operation, the database, an unexpected failure), carries its operation's fields with
+neutral values of the right JSON type (:func:`fail`, :data:`FAIL_FIELDS`).
+
 Times are ISO 8601 in Vietnam time with their offset.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import datetime
 from typing import Any
@@ -22,14 +67,31 @@ from vdx.registry import Node
 from .mailbox import MailboxItem, SentLine
 
 SERVICE_TYPE = "eDoc"
-# HTTP status of a refusal, by error code (anything else is a business answer: 200).
+# HTTP status of a refusal, by error code (anything else is a business answer: 200). The
+# SDK ignores it; it is there for people and proxies reading the gateway's traffic.
 _HTTP_STATUS = {
     "gateway.unknown_system": 401, "gateway.bad_signature": 401,
     "gateway.header_mismatch": 401, "gateway.stale_request": 401,
     "gateway.replayed_request": 401, "gateway.not_your_node": 403,
+    "gateway.address_not_allowed": 403,
     "gateway.bad_request": 400, "gateway.hash_mismatch": 400,
     "envelope.too_large": 413, "transport.unavailable": 503,
 }
+# What a FAIL answer adds to status/ErrorCode/ErrorDesc, by operation (the table above).
+# An operation missing here reads only those three.
+FAIL_FIELDS: dict[str, dict[str, Any]] = {
+    "sendEdoc": {"DocId": ""},
+    "getReceivedEdocList": {"data": []},
+    "getSentEdocList": {"data": []},
+    "getEdoc": {"data": ""},
+    "countReceiveEdoc": {"count": 0},
+    "countReceiveStatus": {"count": 0},
+    "getAgenciesList": {"data": []},
+    "getAgenciesListQD20": {"data": []},
+    "getSynchronizeUnit": {"data": []},
+}
+# Operations whose answer the SDK saves as the package instead of reading it as JSON.
+RAW_BODY = frozenset({"downloadEdoc"})
 _STATE_DESC = {"new": "chưa nhận (not yet acknowledged)", "processing": "đang xử lý (processing)",
                "fail": "nhận lỗi, chờ nhận lại (failed, offered again)"}
 
@@ -38,17 +100,34 @@ def ok(**fields: Any) -> dict[str, Any]:
     return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "Success", **fields}
 
 
-def fail(error: VdxError) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and answer for a refusal; the message says what to do."""
-    answer = {"status": "FAIL", "ErrorCode": error.code,
-              "ErrorDesc": f"{error.message} ({error.spec.vi})"}
-    return _HTTP_STATUS.get(error.code, 200), answer
+def fail(error: VdxError, operation: str) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and answer refusing ``operation``; the message says what to do.
+
+    The answer carries every field the SDK reads for ``operation``, with neutral values.
+    """
+    return _HTTP_STATUS.get(error.code, 200), _failure(
+        operation, error.code, f"{error.message} ({error.spec.vi})")
 
 
-def internal_error(reference: str) -> dict[str, Any]:
-    return {"status": "FAIL", "ErrorCode": "gateway.internal",
-            "ErrorDesc": f"the gateway failed unexpectedly; nothing was changed by this "
-                         f"request (reference {reference} in the gateway's log)"}
+def internal_error(reference: str, operation: str) -> dict[str, Any]:
+    return _failure(operation, "gateway.internal",
+                    f"the gateway failed unexpectedly; nothing was changed by this request "
+                    f"(reference {reference} in the gateway's log)")
+
+
+def _failure(operation: str, code: str, desc: str) -> dict[str, Any]:
+    # A deep copy: the table's lists must never be shared with a caller that edits them.
+    extra = copy.deepcopy(FAIL_FIELDS.get(operation, {}))
+    return {"status": "FAIL", "ErrorCode": code, "ErrorDesc": desc, **extra}
+
+
+def body(operation: str, answer: dict[str, Any]) -> bytes:
+    """The bytes sent for ``answer``: :func:`encode`, except for an operation whose answer
+    the SDK saves as the package (:data:`RAW_BODY`): a refusal there is an empty body,
+    the only answer that SDK reports as failed instead of saving the JSON as a document."""
+    if operation in RAW_BODY and answer.get("status") != "OK":
+        return b""
+    return encode(answer)
 
 
 def encode(answer: dict[str, Any]) -> bytes:

@@ -97,8 +97,10 @@ def cases() -> dict[str, tuple[bytes, str]]:
                                "envelope.schema"),
         "bad_date.xml": (text(DECL + package().replace("2026/11/01</Prom", "01-11-2026</Prom")),
                          "envelope.schema"),
-        "gateway_identifier.xml": (text(DECL + package(sender="vxp.saas.03")),
-                                   "envelope.bad_identifier"),
+        # A code outside the official forms is a quirk (tests/corpus/quirks); one that
+        # could not even name a node on a hub is refused.
+        "unusable_identifier.xml": (text(DECL + package(sender="000/00/00/G22")),
+                                    "envelope.bad_identifier"),
         "manifest_without_attachment.xml": (text(DECL + package(body="""
     <edXMLBody><edXMLManifest version="1.0"><Reference><ContentId>cid:1</ContentId>
       <ContentType>application/pdf</ContentType><AttachmentName>a.pdf</AttachmentName>
