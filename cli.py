@@ -544,7 +544,7 @@ def _admin(trust: str | None = None):
     return Admin(replace(config, trust_dir=Path(trust)) if trust else config)
 
 
-def _show_credentials(credentials, credentials_file: str | None) -> None:
+def _show_credentials(code: str, credentials, credentials_file: str | None) -> None:
     from vdx.provision import write_credentials
 
     if credentials_file:
@@ -552,7 +552,7 @@ def _show_credentials(credentials, credentials_file: str | None) -> None:
             path = write_credentials(credentials_file, credentials)
         except OSError as exc:
             _fail(f"cannot write {credentials_file}: {exc.strerror}; the password was not "
-                  f"shown, run `vdx node credentials {credentials.username} --reset`")
+                  f"shown, run `vdx node credentials {code} --reset`")
         click.echo(f"broker credentials written to {path} (mode 0600); the hub keeps no copy")
         return
     click.echo(f"broker user  {credentials.username}  (vhost {credentials.vhost})")
@@ -601,6 +601,10 @@ def init(dev_ca: bool) -> None:
     for code in report.missing_accounts:
         click.echo(f"warning: {code} has no broker account: run `vdx node credentials {code} "
                    f"--reset`", err=True)
+    for code in report.shared_name_accounts:
+        click.echo(f"warning: {code} logs in under a name not bound to this hub's vhost, "
+                   f"which another hub on this broker could share: run `vdx node credentials "
+                   f"{code} --reset` to move it to its own (a new password)", err=True)
 
 
 @main.group(cls=_VdxGroup)
@@ -634,7 +638,7 @@ def node_register(code, name, cert_file, parent_code, email, trust, credentials_
         _emit_json(node.to_dict() | {"credentials": credentials.to_dict()})
         return
     click.echo(f"registered {node.code} ({node.name})")
-    _show_credentials(credentials, credentials_file)
+    _show_credentials(code, credentials, credentials_file)
 
 
 @node_group.command("list")
@@ -733,7 +737,7 @@ def node_credentials(code: str, reset: bool, credentials_file: str | None,
     if as_json and not credentials_file:
         _emit_json(credentials.to_dict())
         return
-    _show_credentials(credentials, credentials_file)
+    _show_credentials(code, credentials, credentials_file)
 
 
 @main.command("doctor")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import pika
 from sqlalchemy import Engine
@@ -50,6 +50,12 @@ class Agency:
     signer: Signer
     amqp_url: str
     _connection: pika.BlockingConnection | None = field(default=None, repr=False)
+
+    @property
+    def account(self) -> str:
+        """The node's broker user (``CODE@VHOST`` in a test vhost), the ``user_id`` the
+        broker stamps on what it publishes."""
+        return unquote(urlsplit(self.amqp_url).username or "")
 
     @property
     def channel(self):
@@ -88,7 +94,7 @@ class Agency:
         message_id = message_id or str(uuid.uuid4())
         self.channel.basic_publish(
             provision.SUBMIT_EXCHANGE, self.code, body,
-            pika.BasicProperties(delivery_mode=2, user_id=user_id or self.code,
+            pika.BasicProperties(delivery_mode=2, user_id=user_id or self.account,
                                  message_id=message_id))
         return message_id
 

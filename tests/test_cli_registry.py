@@ -8,6 +8,7 @@ import json
 import stat
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -98,7 +99,9 @@ def test_the_whole_lifecycle_from_a_fresh_database(hub):
     assert "password" in registered.stdout and "shown once" in registered.stderr
     data = json.loads(hub("node", "register", b, "--name", "Sở Tư pháp", "--cert",
                           hub.cert_file(b), "--json").stdout)
-    assert data["code"] == b and data["credentials"]["username"] == b
+    # Accounts are named per vhost: another hub on this broker never shares one.
+    assert data["code"] == b and data["credentials"]["username"] == f"{b}@{hub.vhost}"
+    assert data["broker_user"] == f"{b}@{hub.vhost}"
 
     listed = json.loads(hub("node", "list", "--json").stdout)
     assert [n["code"] for n in listed] == sorted([a, b])
@@ -202,22 +205,38 @@ def test_a_nonstandard_code_is_registered_only_when_asked(hub):
                 hub.cert_file(code), expect="--allow-nonstandard-code")
     result = hub.register(code, "--allow-nonstandard-code", "--json")
     node = json.loads(result.stdout)
-    assert node["code"] == code and node["credentials"]["username"] == code
+    account = f"{code}@{hub.vhost}"
+    assert node["code"] == code and node["credentials"]["username"] == account
     queue = hub.api.get(f"queues/{hub.vhost}/vdx.node.{code}.inbox")
     assert queue is not None and queue["type"] == "quorum"
-    rights = hub.api.get(f"permissions/{hub.vhost}/{code}")
+    rights = hub.api.get(f"permissions/{hub.vhost}/{quote(account, safe='')}")
     assert rights["read"] == "^vdx\\.node\\.{}\\.inbox$".format(code.replace(".", "\\."))
     assert show(hub, code)["status"] == "active"
 
 
 def test_no_node_takes_over_a_broker_account_that_is_not_a_nodes(hub):
-    own = hub.api.settings.user  # the hub's own login (guest here)
-    hub.refused("node", "register", own, "--name", "x", "--cert", hub.cert_file(own),
-                "--allow-nonstandard-code", expect="the hub's own login")
+    api, vhost = hub.api, hub.vhost
+    own = api.settings.user  # the hub's own login (guest here)
+    # In a vhost of its own a node's account is CODE@VHOST, never the hub's login...
+    hub.register(own, "--allow-nonstandard-code")
+    assert api.get(f"users/{own}")["tags"]  # untouched
     hub.refused("node", "register", "vdx.gateway", "--name", "x", "--cert",
                 hub.cert_file("vdx.gateway"), "--allow-nonstandard-code",
                 expect="hub's own broker accounts")
-    assert hub.api.get(f"users/{own}")["tags"]  # untouched
+    # ...and a user of that name that is someone else's is never taken over: an
+    # administrator (tags), or another application with other rights in this vhost.
+    admin, app = unique_code(), unique_code()
+    for code, tags, rights in ((admin, "administrator", None), (app, "", ".*")):
+        user = quote(f"{code}@{vhost}", safe="")
+        api.put(f"users/{user}", {"password": "theirs", "tags": tags})
+        if rights:
+            api.put(f"permissions/{vhost}/{user}",
+                    {"configure": rights, "write": rights, "read": rights})
+    hub.refused("node", "register", admin, "--name", "x", "--cert", hub.cert_file(admin),
+                expect="has the tags administrator")
+    hub.refused("node", "register", app, "--name", "x", "--cert", hub.cert_file(app),
+                expect="other rights in this vhost")
+    assert api.get(f"permissions/{vhost}/{quote(f'{app}@{vhost}', safe='')}")["read"] == ".*"
 
 
 def _registered(hub: Hub, code: str):
@@ -271,7 +290,8 @@ def test_a_crash_after_the_broker_changed_is_repaired_by_running_again(hub, monk
                 expect="died before committing")
     monkeypatch.setattr(provision, "provision_node", real)
     assert json.loads(hub("node", "list", "--json").stdout) == []
-    assert provision.account_exists(hub.api, code)  # the broker half happened
+    # the broker half happened
+    assert provision.account_exists(hub.api, provision.node_account(code, hub.vhost))
     # Running the same command again completes it, with a password the admin now knows.
     data = json.loads(hub("node", "register", code, "--name", "x", "--cert", cert,
                           "--json").stdout)
@@ -282,7 +302,7 @@ def test_doctor_finds_drift_and_its_fixes_work(hub):
     code, orphan = unique_code(), unique_code()
     hub.register(code)
     api, vhost = hub.api, hub.vhost
-    api.delete(f"users/{code}")
+    api.delete(f"users/{quote(f'{code}@{vhost}', safe='')}")
     binding = api.get(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit")[0]
     api.delete(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit/{binding['properties_key']}")
     api.put(f"users/{orphan}", {"password": "x", "tags": ""})
@@ -324,3 +344,105 @@ def test_trust_can_come_from_another_ca_directory(hub):
     hub("node", "register", code, "--name", "x", "--cert", cert, "--trust", str(other.path))
     rotated = hub.cert_file(code, other.issue(code))
     hub("node", "rotate-cert", code, "--cert", rotated, VDX_TRUST_DIR=str(other.path))
+
+
+# ------------------------------------------------------------- two hubs, one broker
+
+
+def _connect(url: str):
+    import pika
+
+    return pika.BlockingConnection(pika.URLParameters(url + "?connection_attempts=1"))
+
+
+def test_two_hubs_on_one_broker_register_the_same_code_and_share_no_account(tmp_path, broker):
+    import pika.exceptions
+
+    with temp_vhost() as (api2, vhost2):
+        homes = tmp_path / "first", tmp_path / "second"
+        for home in homes:
+            home.mkdir()
+        first, second = Hub(homes[0], *broker), Hub(homes[1], api2, vhost2)
+        first("init")
+        second("init")
+        code = unique_code()
+        a = json.loads(first.register(code, "--json").stdout)["credentials"]
+        b = json.loads(second.register(code, "--json").stdout)["credentials"]
+        assert (a["username"], b["username"]) == (f"{code}@{first.vhost}", f"{code}@{vhost2}")
+        _connect(a["amqp_url"]).close()  # the second registration took nothing from the first
+        _connect(b["amqp_url"]).close()
+        # The second hub's password opens nothing of the first hub's.
+        stolen = provision_url(first, a["username"], b["password"])
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            _connect(stolen)
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+            _connect(provision_url(first, b["username"], b["password"]))
+        # Revoking the node in the second hub leaves the first hub's node working.
+        second("node", "revoke", code)
+        _connect(a["amqp_url"]).close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            _connect(b["amqp_url"])
+
+
+def provision_url(hub: Hub, user: str, password: str) -> str:
+    from tests.registry_support import amqp_url_for
+
+    return amqp_url_for(hub.api, hub.vhost, user, password)
+
+
+def test_an_account_with_rights_in_another_vhost_is_never_taken_over(tmp_path, broker):
+    """Before accounts were named per vhost, a node logged in as its bare code; another
+    hub's registry may still record that. Such an account is refused, not reset."""
+    from vdx import provision
+    from vdx.errors import RegistryError
+
+    api, vhost = broker
+    code = unique_code()
+    legacy = provision.provision_node(api, vhost, code, account=code)  # the first hub's
+    try:
+        with temp_vhost() as (api2, vhost2):
+            with pytest.raises(RegistryError) as refused:
+                provision.provision_node(api2, vhost2, code, account=code, new_password=True)
+            assert refused.value.code == "registry.account_taken"
+            assert vhost in refused.value.message
+            provision.close_node_account(api2, vhost2, code, account=code)  # not its own
+            _connect(legacy.amqp_url).close()
+            assert api.get(f"permissions/{vhost}/{code}") is not None
+    finally:
+        api.delete(f"users/{code}")
+
+
+def test_a_legacy_account_moves_to_its_per_vhost_name_on_reset(hub):
+    """A registry from before: the node logs in as its bare code. `vdx init` and doctor
+    say so; a credentials reset moves it to CODE@VHOST and closes the old name."""
+    from sqlalchemy import text
+
+    from vdx import provision
+
+    code = unique_code()
+    hub.register(code)
+    engine = store.make_engine(f"sqlite:///{hub.home / 'vdx.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE nodes SET broker_user = code WHERE code = :c"),
+                               {"c": code})
+    finally:
+        engine.dispose()
+    provision.close_node_account(hub.api, hub.vhost, code)  # its per-vhost account...
+    legacy = provision.provision_node(hub.api, hub.vhost, code, account=code)  # ...was bare
+    assert "--reset" in hub("init").stderr
+    findings = json.loads(hub("doctor", "--json", ok=False).stdout)
+    assert any(f["area"] == f"node {code}" and f["status"] == "warning" and
+               "--reset" in f["fix"] for f in findings), findings
+
+    moved = json.loads(hub("node", "credentials", code, "--reset", "--json").stdout)
+    assert moved["username"] == f"{code}@{hub.vhost}"
+    _connect(moved["amqp_url"]).close()
+    assert not provision.account_exists(hub.api, code)
+    import pika.exceptions
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        _connect(legacy.amqp_url)
+    assert show(hub, code)["broker_user"] == f"{code}@{hub.vhost}"
+    assert [e["action"] for e in show(hub, code)["admin_log"]][-2:] == [
+        "reset_credentials", "move_account"]
+    assert hub("doctor").exit_code == 0

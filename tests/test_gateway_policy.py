@@ -10,6 +10,7 @@ compatible system, ``done`` being final, the allow-list, the CLI and migration 0
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,6 +35,7 @@ from vdx.model import VIETNAM_TZ
 T0 = datetime(2026, 11, 22, 1, 50, 15, 42000, tzinfo=UTC)  # ms precision, as the SDK's
 W = timedelta(minutes=5)
 SEVEN_HOURS = timedelta(hours=7)
+MAX = auth.MAX_REPLAY_WINDOW  # how long past its latest reading a signature is remembered
 LISTING = {"servicetype": "eDoc", "messagetype": "edoc"}
 
 
@@ -69,15 +71,29 @@ def test_auto_reads_a_timestamp_in_either_zone_and_a_pinned_zone_in_its_own(zone
 
 
 def test_a_signature_is_remembered_until_no_reading_of_its_timestamp_accepts_it():
+    """Under any zone setting and any window the gateway accepts: the setting may change
+    and the gateway may be restarted with a wider window while it is remembered."""
     vietnam = request_from(VIETNAM_TZ)
     # read as UTC, a Vietnam-time timestamp lies seven hours ahead: accepted again then
-    assert judge(vietnam, T0).remember_until == T0 + SEVEN_HOURS + W
+    assert judge(vietnam, T0).remember_until == T0 + SEVEN_HOURS + MAX
     assert judge(vietnam, T0 + SEVEN_HOURS).timestamp == T0 + SEVEN_HOURS
     assert refusal(lambda: judge(vietnam, T0 + SEVEN_HOURS + W + timedelta(seconds=1))
                    ).code == "gateway.stale_request"
-    utc = request_from(UTC)  # its other reading lies in the past: one window suffices
-    assert judge(utc, T0).remember_until == T0 + W
-    assert judge(vietnam, T0, zone="Asia/Ho_Chi_Minh").remember_until == T0 + W
+    # pinned to one zone, the other reading is remembered all the same
+    assert judge(vietnam, T0, zone="Asia/Ho_Chi_Minh").remember_until == \
+        T0 + SEVEN_HOURS + MAX
+    utc = request_from(UTC)  # its other reading lies in the past
+    assert judge(utc, T0).remember_until == judge(utc, T0, zone="UTC").remember_until == \
+        T0 + MAX
+    wide = auth.authenticate(auth.read_auth_headers(utc.headers), "k", now=T0,
+                             rule=auth.TimestampRule(window=MAX + W))
+    assert wide.remember_until == T0 + MAX + W  # a wider window still, given in code
+
+
+def test_signatures_are_remembered_for_the_widest_window_the_cli_accepts():
+    run = main.commands["gateway"].commands["run"]
+    (option,) = [p for p in run.params if p.name == "replay_window"]
+    assert timedelta(seconds=option.type.max) == auth.MAX_REPLAY_WINDOW
 
 
 def test_a_strict_timestamp_must_be_within_the_window_under_some_reading():
@@ -122,6 +138,19 @@ def test_the_address_allow_list():
         refused = refusal(lambda p=peer: auth.check_peer(p, allowed, "s"))
         assert refused.code == "gateway.address_not_allowed"
         assert "vdx gateway set-policy s --allow-from CIDR" in refused.message
+        assert "`vdx gateway systems`" in refused.message
+
+
+def test_an_address_refusal_names_the_networks_only_in_the_log(caplog):
+    """The caller is not authenticated: the answer tells it nothing about the list."""
+    allowed = ("203.0.113.0/24", "2001:db8::/32")
+    with caplog.at_level(logging.WARNING, logger="vdx.gateway"):
+        refused = refusal(lambda: auth.check_peer("198.51.100.1", allowed, "s"))
+    for secret in ("203.0.113", "2001:db8", "198.51.100.1", "/24", "/32"):
+        assert secret not in refused.message and secret not in str(refused), secret
+    (record,) = [r for r in caplog.records if r.event == "address_not_allowed"]
+    assert (record.system_id, record.peer, record.allow_from) == \
+        ("s", "198.51.100.1", list(allowed))
 
 
 # ------------------------------------------------------------ the gateway, for real
@@ -184,7 +213,7 @@ def test_a_replay_under_the_second_reading_is_refused_until_no_reading_accepts_i
     with world.hub.engine.connect() as connection:
         keep_until = connection.scalar(select(gateway.GatewayNonceRow.keep_until)
                                        .where(gateway.GatewayNonceRow.key == key))
-    assert keep_until == t0 + SEVEN_HOURS + W  # not one window: the UTC reading's end
+    assert keep_until == t0 + SEVEN_HOURS + MAX  # the UTC reading, the widest window
     for at, code in ((t0 + SEVEN_HOURS, "gateway.replayed_request"),  # fresh as UTC
                      (t0 + SEVEN_HOURS + W, "gateway.replayed_request"),
                      (t0 + SEVEN_HOURS + W + timedelta(seconds=1), "gateway.stale_request")):
@@ -198,6 +227,41 @@ def test_a_replay_under_the_second_reading_is_refused_until_no_reading_accepts_i
         assert answer(strict, pinned)["status"] == "OK"
     with clock(world, t0 + SEVEN_HOURS):
         assert answer(strict, pinned)["ErrorCode"] == "gateway.stale_request"
+
+
+@pytest.mark.rabbitmq
+def test_a_request_accepted_while_pinned_is_not_replayed_once_the_zone_is_auto(world):
+    strict = add(world, zone="Asia/Ho_Chi_Minh")
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    request = SdkService(strict.system_id, strict.secret, created=t0,
+                         zone=VIETNAM_TZ).build("getReceivedEdocList", LISTING)
+    with clock(world, t0):
+        assert answer(strict, request)["status"] == "OK"
+    gateway_systems.set_policy(world.hub.admin, strict.system_id, zone="auto")
+    with clock(world, t0 + SEVEN_HOURS):  # its UTC reading is fresh now
+        assert answer(strict, strict.service(t0 + SEVEN_HOURS).build("countReceiveEdoc")
+                      )["status"] == "OK"  # the system is served, under the UTC reading
+        assert answer(strict, request)["ErrorCode"] == "gateway.replayed_request"
+
+
+@pytest.mark.rabbitmq
+def test_a_wider_replay_window_after_a_restart_revives_no_request(world):
+    strict = add(world)
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    request = SdkService(strict.system_id, strict.secret, created=t0,
+                         zone=UTC).build("getReceivedEdocList", LISTING)
+    with clock(world, t0):
+        assert answer(strict, request)["status"] == "OK"
+    before = world.gateway.config
+    world.gateway.config = replace(before, replay_window=timedelta(hours=2))  # restarted
+    try:
+        later = t0 + timedelta(hours=1)  # past the old window, inside the new one
+        with clock(world, later):
+            assert answer(strict, strict.service(later).build("countReceiveEdoc")
+                          )["status"] == "OK"
+            assert answer(strict, request)["ErrorCode"] == "gateway.replayed_request"
+    finally:
+        world.gateway.config = before
 
 
 @pytest.mark.rabbitmq
@@ -288,6 +352,8 @@ def test_a_system_with_an_allow_list_is_served_only_from_its_addresses(world):
     assert (status, refused["ErrorCode"]) == (403, "gateway.address_not_allowed")
     assert f"vdx gateway set-policy {limited.system_id} --allow-from CIDR" in \
         refused["ErrorDesc"]
+    assert "`vdx gateway systems`" in refused["ErrorDesc"]
+    assert "203.0.113" not in json.dumps(refused) and "198.51.100" not in json.dumps(refused)
     # refused before the signature is checked: a wrong secret learns nothing
     assert from_address("198.51.100.1", "wrong")[1]["ErrorCode"] == \
         "gateway.address_not_allowed"
@@ -371,7 +437,8 @@ def test_cli_sets_and_shows_each_systems_policy_zone_and_addresses(world, tmp_pa
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
                                                             marks=pytest.mark.postgres)])
-def test_migration_0005_keeps_existing_systems_strict_and_their_signatures(backend, tmp_path):
+def test_migration_0005_keeps_existing_systems_as_they_were_and_their_signatures(
+        backend, tmp_path):
     seen = datetime(2026, 11, 22, 2, 30, tzinfo=UTC)
     with database(backend, tmp_path, revision="0004_inbound") as engine:
         with engine.begin() as connection:
@@ -383,5 +450,15 @@ def test_migration_0005_keeps_existing_systems_strict_and_their_signatures(backe
         with store.session_factory(engine)() as session:
             system, _ = gateway.find_system(session, "old.system")
             nonce = session.get(gateway.GatewayNonceRow, "getEdoc|ab12")
-        assert (system.policy, system.zone, system.allow_from) == ("strict", "auto", ())
-        assert nonce.keep_until == seen + timedelta(days=1)  # longer than any window
+        # read as Vietnam time only, as before: not auto, whose UTC reading would revive
+        # requests forgotten before the upgrade
+        assert (system.policy, system.zone, system.allow_from) == \
+            ("strict", "Asia/Ho_Chi_Minh", ())
+        # its reading within a day of seen_at, its UTC reading 7 h on, the widest window
+        assert nonce.keep_until == seen + timedelta(days=2, hours=7)
+        with engine.begin() as connection:  # a system registered after it: the default
+            connection.execute(insert(gateway.GatewaySystemRow.__table__).values(
+                system_id="new.system", secret="plain:s", created_at=seen,
+                created_by="admin"))
+        with store.session_factory(engine)() as session:
+            assert gateway.find_system(session, "new.system")[0].zone == "auto"

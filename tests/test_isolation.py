@@ -23,9 +23,13 @@ ACCESS_REFUSED, PRECONDITION_FAILED = 403, 406
 class World:
     def __init__(self, api: provision.ManagementApi, vhost: str) -> None:
         self.api, self.vhost = api, vhost
-        self.a, self.b = unique_code(), unique_code()
-        self.passwords = {code: provision.provision_node(api, vhost, code).password
-                          for code in (self.a, self.b)}
+        # Accounts, named per vhost: the user_id the broker stamps on a node's messages.
+        self.code_a, self.code_b = unique_code(), unique_code()
+        self.a = provision.node_account(self.code_a, vhost)
+        self.b = provision.node_account(self.code_b, vhost)
+        self.passwords = {provision.node_account(code, vhost):
+                          provision.provision_node(api, vhost, code).password
+                          for code in (self.code_a, self.code_b)}
         self.connection = self.connect(self.a)
         self.hub = self.connect(api.settings.user, api.settings.password)
 
@@ -79,8 +83,8 @@ def test_a_node_submits_as_itself_and_the_hub_receives_it(world):
 
 def test_a_node_reads_its_own_inbox(world):
     hub = world.channel(world.hub)
-    hub.basic_publish("vdx.deliver", world.a, b"for A", mandatory=True)
-    method, _, body = world.channel().basic_get(f"vdx.node.{world.a}.inbox", auto_ack=False)
+    hub.basic_publish("vdx.deliver", world.code_a, b"for A", mandatory=True)
+    method, _, body = world.channel().basic_get(f"vdx.node.{world.code_a}.inbox", auto_ack=False)
     assert body == b"for A"
 
 
@@ -88,7 +92,7 @@ def test_a_node_reads_its_own_inbox(world):
 
 
 def test_cannot_consume_or_get_another_nodes_inbox(world):
-    other = f"vdx.node.{world.b}.inbox"
+    other = f"vdx.node.{world.code_b}.inbox"
     assert refusal(world, lambda ch: ch.basic_get(other)) == ACCESS_REFUSED
     assert refusal(world, lambda ch: ch.basic_consume(other, lambda *a: None)) == ACCESS_REFUSED
     assert refusal(world, lambda ch: ch.queue_purge(other)) == ACCESS_REFUSED
@@ -102,12 +106,13 @@ def test_cannot_read_the_hubs_queues(world):
 def test_cannot_publish_to_deliver_or_the_dead_letter_exchange(world):
     for exchange in ("vdx.deliver", "vdx.dlx", "amq.direct", "amq.topic"):
         code = refusal(world, lambda ch, ex=exchange: ch.basic_publish(
-            ex, world.b, b"forged delivery", as_user(world.a)))
+            ex, world.code_b, b"forged delivery", as_user(world.a)))
         assert code == ACCESS_REFUSED, exchange
 
 
 def test_cannot_publish_through_the_default_exchange(world):
-    for queue in (f"vdx.node.{world.b}.inbox", f"vdx.node.{world.a}.inbox", "vdx.hub.submit"):
+    for queue in (f"vdx.node.{world.code_b}.inbox", f"vdx.node.{world.code_a}.inbox",
+                  "vdx.hub.submit"):
         code = refusal(world, lambda ch, q=queue: ch.basic_publish("", q, b"x", as_user(world.a)))
         assert code == ACCESS_REFUSED, queue
 
@@ -128,17 +133,19 @@ def inbox(code: str) -> str:
     ("declare an exchange", lambda ch, w: ch.exchange_declare("sneaky", "fanout")),
     ("redeclare vdx.submit",
      lambda ch, w: ch.exchange_declare("vdx.submit", "topic", durable=True)),
-    ("delete its own inbox", lambda ch, w: ch.queue_delete(inbox(w.a))),
-    ("delete another inbox", lambda ch, w: ch.queue_delete(inbox(w.b))),
+    ("delete its own inbox", lambda ch, w: ch.queue_delete(inbox(w.code_a))),
+    ("delete another inbox", lambda ch, w: ch.queue_delete(inbox(w.code_b))),
     ("delete vdx.submit", lambda ch, w: ch.exchange_delete("vdx.submit")),
-    ("bind its inbox to vdx.submit", lambda ch, w: ch.queue_bind(inbox(w.a), "vdx.submit", "#")),
+    ("bind its inbox to vdx.submit",
+     lambda ch, w: ch.queue_bind(inbox(w.code_a), "vdx.submit", "#")),
     ("bind vdx.deliver into vdx.submit",
      lambda ch, w: ch.exchange_bind("vdx.submit", "vdx.deliver", "#")),
-    ("unbind its inbox", lambda ch, w: ch.queue_unbind(inbox(w.a), "vdx.deliver", w.a)),
+    ("unbind its inbox",
+     lambda ch, w: ch.queue_unbind(inbox(w.code_a), "vdx.deliver", w.code_a)),
 ])
 def test_cannot_declare_delete_or_bind_anything(world, name, action):
     assert refusal(world, lambda channel: action(channel, world)) == ACCESS_REFUSED, name
-    assert world.api.get(f"queues/{world.vhost}/{inbox(world.a)}") is not None
+    assert world.api.get(f"queues/{world.vhost}/{inbox(world.code_a)}") is not None
 
 
 def test_cannot_use_the_management_api(world):
@@ -153,12 +160,13 @@ def test_cannot_use_the_management_api(world):
 
 def test_a_closed_account_cannot_connect(world):
     code = unique_code()
+    account = provision.node_account(code, world.vhost)
     password = provision.provision_node(world.api, world.vhost, code).password
-    world.passwords[code] = password
-    world.connect(code).close()
+    world.passwords[account] = password
+    world.connect(account).close()
     provision.close_node_account(world.api, world.vhost, code)
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
-        world.connect(code)
+        world.connect(account)
 
 
 def test_nonstandard_codes_are_isolated_alike(world):
@@ -169,22 +177,24 @@ def test_nonstandard_codes_are_isolated_alike(world):
     short = f"vxp.saas.t{secrets.token_hex(3)}"
     long = f"{short}.inbox"  # its queue is vdx.node.<short>.inbox.inbox
     for code in (short, long):
-        world.passwords[code] = provision.provision_node(world.api, world.vhost, code).password
+        world.passwords[provision.node_account(code, world.vhost)] = \
+            provision.provision_node(world.api, world.vhost, code).password
     hub = world.channel(world.hub)
     for code in (short, long):
         hub.basic_publish("vdx.deliver", code, f"for {code}".encode(), mandatory=True)
-    connection = world.connect(short)
+    account = provision.node_account(short, world.vhost)
+    connection = world.connect(account)
     try:
         channel = connection.channel()
         _, _, body = channel.basic_get(inbox(short), auto_ack=True)
         assert body == f"for {short}".encode()
         channel.confirm_delivery()
-        channel.basic_publish("vdx.submit", "document", b"<edXML/>", as_user(short))
-        for other in (inbox(long), inbox(world.a)):
+        channel.basic_publish("vdx.submit", "document", b"<edXML/>", as_user(account))
+        for other in (inbox(long), inbox(world.code_a)):
             with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
                 connection.channel().basic_get(other)
             assert info.value.reply_code == ACCESS_REFUSED, other
     finally:
         connection.close()
     method, props, _ = world.hub.channel().basic_get("vdx.hub.submit", auto_ack=True)
-    assert props.user_id == short
+    assert props.user_id == account

@@ -11,7 +11,6 @@ import vdx
 from tests.sigkit import DS, G22, E, World, package, tree_of
 from vdx.errors import SignatureError
 from vdx.quirks import placeholder_signatures
-from vdx.signing import without_placeholder
 from vdx.verify import Verifier
 
 pytest_plugins = ("tests.sigfixtures",)  # the PKI world and verifier fixtures
@@ -36,43 +35,55 @@ def _textually_removed(data: bytes) -> bytes:
     return (text[:start] + text[end:]).encode()
 
 
+def _signature_taken_out(signed: bytes) -> bytes:
+    """The canonical form of ``signed`` without its ``ds:Signature`` and the indentation
+    that led to it: the package the signer was given, less what the signer removed."""
+    root = etree.fromstring(signed)
+    (signature,) = root.iter(f"{{{DS}}}Signature")
+    signature.getprevious().tail = signature.tail
+    signature.getparent().remove(signature)
+    return etree.tostring(root, method="c14n")
+
+
 @pytest.mark.parametrize("name", ["placeholder_signature.xml",
                                   "status_as_edxml102_writes_it.xml", "live_traffic.xml"])
-def test_removal_takes_out_exactly_the_placeholder(name):
+def test_signing_takes_out_exactly_the_placeholder(world: World, name):
     data = (QUIRKS / name).read_bytes()
-    removed = without_placeholder(data)
-    assert _c14n(removed) == _c14n(_textually_removed(data))
-    assert placeholder_signatures(etree.fromstring(removed)) == []
-    assert vdx.parse(removed) == vdx.parse(data)  # the values are untouched
-    assert "quirk.placeholder_signature" not in {w.code for w in vdx.check(removed).warnings}
+    signed = world.agencies[G22].signer.sign(data)  # any key: what is removed is the point
+    assert _signature_taken_out(signed) == _c14n(_textually_removed(data))
+    assert placeholder_signatures(etree.fromstring(signed)) == []
+    assert vdx.parse(signed) == vdx.parse(data)  # the values are untouched
+    assert "quirk.placeholder_signature" not in {w.code for w in vdx.check(signed).warnings}
 
 
-def test_removal_leaves_a_package_without_placeholder_as_it_is():
+def test_signing_a_package_without_placeholder_removes_nothing(world: World):
     data = (QUIRKS / "no_signature.xml").read_bytes()
-    assert without_placeholder(data) is data
+    signed = world.agencies[G22].signer.sign(data)
+    assert _signature_taken_out(signed) == _c14n(data)
 
 
-def test_a_placeholder_beside_a_real_signature_is_kept(world: World):
+def test_a_placeholder_beside_a_real_signature_is_not_signed_over(world: World):
     """It was signed with the package: taking it out would break the signature."""
     signed = tree_of(world.agencies[G22].signer.sign(package()))
     etree.SubElement(_header(signed.getroot()), f"{E}Signature")
-    data = etree.tostring(signed)
-    assert without_placeholder(data) is data
+    with pytest.raises(SignatureError) as raised:
+        world.agencies[G22].signer.sign(etree.tostring(signed))
+    assert raised.value.code == "signature.multiple"
 
 
-def test_only_the_placeholder_at_the_signatures_place_is_removed():
+def test_only_the_placeholder_at_the_signatures_place_is_removed(world: World):
     root = etree.fromstring((QUIRKS / "no_signature.xml").read_bytes())
     message = root.find(f"{E}edXMLEnvelope/{E}edXMLHeader/{E}MessageHeader")
     etree.SubElement(message, f"{E}Signature")  # not where a signature goes
     data = etree.tostring(root)
-    assert without_placeholder(data) is data
+    signed = world.agencies[G22].signer.sign(data)
+    assert _signature_taken_out(signed) == _c14n(data)  # the stray element is kept
 
 
-def test_two_placeholders_are_left_to_the_schema(world: World):
+def test_two_placeholders_are_refused(world: World):
     root = etree.fromstring((QUIRKS / "placeholder_signature.xml").read_bytes())
     etree.SubElement(_header(root), f"{E}Signature")
     data = etree.tostring(root)
-    assert without_placeholder(data) is data
     assert [p.code for p in vdx.check(data).problems] == ["envelope.schema"]
     with pytest.raises(SignatureError) as raised:
         world.agencies[G22].signer.sign(data)

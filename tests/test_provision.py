@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+from urllib.parse import quote
 
 import pika
 import pika.exceptions
@@ -65,33 +66,35 @@ def test_a_definition_with_other_settings_is_refused_with_the_fix(broker):
 def test_a_node_gets_an_inbox_and_an_account_with_exactly_its_rights(broker):
     api, vhost = broker
     code = unique_code()
+    user = provision.node_account(code, vhost)
     credentials = provision.provision_node(api, vhost, code)
-    assert credentials is not None and credentials.username == code
+    assert credentials is not None and credentials.username == user == f"{code}@{vhost}"
     assert len(credentials.password) >= 32 and code not in repr(credentials.password)
     assert "password" not in repr(credentials)
-    assert api.get(f"users/{code}")["tags"] in ("", [])
-    perms = api.get(f"permissions/{vhost}/{code}")
+    assert api.get(f"users/{quote(user, safe='')}")["tags"] in ("", [])
+    perms = api.get(f"permissions/{vhost}/{quote(user, safe='')}")
     assert (perms["configure"], perms["write"], perms["read"]) == (
         "^$", r"^vdx\.submit$", rf"^vdx\.node\.{code.replace('.', chr(92) + '.')}\.inbox$")
     inbox = api.get(f"queues/{vhost}/vdx.node.{code}.inbox")
     assert inbox["type"] == "quorum" and inbox["durable"]
     assert provision.has_binding(api, vhost, provision.node_topology(code).bindings[0])
-    connect(api, vhost, code, credentials.password).close()
+    connect(api, vhost, user, credentials.password).close()
 
 
 def test_provisioning_again_keeps_the_password_unless_asked(broker):
     api, vhost = broker
     code = unique_code()
+    user = provision.node_account(code, vhost)
     first = provision.provision_node(api, vhost, code)
     assert provision.provision_node(api, vhost, code) is None
     assert provision.provision_node(api, vhost, code, create_user=False) is None
-    connect(api, vhost, code, first.password).close()
-    open_connection = connect(api, vhost, code, first.password)
+    connect(api, vhost, user, first.password).close()
+    open_connection = connect(api, vhost, user, first.password)
     second = provision.reset_password(api, vhost, code)
     assert second.password != first.password
-    connect(api, vhost, code, second.password).close()
+    connect(api, vhost, user, second.password).close()
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
-        connect(api, vhost, code, first.password)
+        connect(api, vhost, user, first.password)
     # The connection opened with the old password was closed by the reset.
     with pytest.raises(pika.exceptions.AMQPError):
         for _ in range(50):
@@ -103,7 +106,7 @@ def test_repair_without_an_account_creates_none(broker):
     api, vhost = broker
     code = unique_code()
     assert provision.provision_node(api, vhost, code, create_user=False) is None
-    assert not provision.account_exists(api, code)
+    assert not provision.account_exists(api, provision.node_account(code, vhost))
     assert api.get(f"queues/{vhost}/vdx.node.{code}.inbox") is not None
 
 
@@ -117,9 +120,9 @@ def test_closing_an_account_keeps_the_inbox_but_nothing_reaches_it(broker):
     channel.basic_publish("vdx.deliver", code, b"undelivered", mandatory=True)
     provision.close_node_account(api, vhost, code)
     provision.close_node_account(api, vhost, code)  # idempotent
-    assert not provision.account_exists(api, code)
+    assert not provision.account_exists(api, credentials.username)
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
-        connect(api, vhost, code, credentials.password)
+        connect(api, vhost, credentials.username, credentials.password)
     with pytest.raises(pika.exceptions.UnroutableError):
         channel.basic_publish("vdx.deliver", code, b"too late", mandatory=True)
     method, _, body = channel.basic_get(f"vdx.node.{code}.inbox", auto_ack=True)

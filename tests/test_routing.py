@@ -21,9 +21,13 @@ class MemoryDirectory:
                                                            H49: "active", H14: "suspended"})
     documents: dict[tuple[str, str], KnownDocument] = field(default_factory=dict)
     delegates: dict[str, set[str]] = field(default_factory=dict)  # user -> senders
+    accounts: dict[str, str] = field(default_factory=dict)  # code -> broker user, if not it
 
     def node_status(self, code):
         return self.nodes.get(code)
+
+    def account_of(self, code):
+        return self.accounts.get(code, code) if code in self.nodes else None
 
     def may_publish_for(self, user_id, sender):
         return sender in self.delegates.get(user_id, set())
@@ -70,6 +74,16 @@ def test_new_document_goes_to_each_recipient_once(directory):
 @pytest.mark.parametrize("user_id", [H41, None, "guest"])
 def test_publishing_under_another_name_is_refused(directory, user_id):
     assert code_of(lambda: route(document(), user_id, directory)) == "routing.sender_mismatch"
+
+
+def test_a_sender_publishes_only_as_its_recorded_account(directory):
+    # Accounts are named per vhost: in vhost "training", G22 logs in as G22@training, and
+    # the bare code (another hub's account of the same name) is someone else.
+    directory.accounts[G22] = f"{G22}@training"
+    assert route(document(), f"{G22}@training", directory).sender == G22
+    for other in (G22, f"{G22}@production", f"{H41}@training"):
+        assert code_of(lambda u=other: route(document(), u, directory)) == \
+            "routing.sender_mismatch"
 
 
 def test_the_gateway_account_may_publish_only_for_the_nodes_it_serves(directory):

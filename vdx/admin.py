@@ -77,6 +77,9 @@ class InitReport:
     created_vhost: bool
     nodes_checked: int
     missing_accounts: tuple[str, ...]
+    # Nodes still logging in under a name that is not per vhost (registered before
+    # accounts were): `vdx node credentials CODE --reset` moves each.
+    shared_name_accounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,16 +181,20 @@ class Admin:
         provision.ensure_topology(self.api, self.vhost)
         with self.transaction() as session:
             nodes = registry.list_nodes(session)
-        missing = []
+        missing, shared = [], []
         for node in nodes:
+            account = node.broker_user
             if node.status == registry.REVOKED:
-                provision.close_node_account(self.api, self.vhost, node.code)
+                provision.close_node_account(self.api, self.vhost, node.code, account=account)
                 continue
-            provision.provision_node(self.api, self.vhost, node.code, create_user=False)
-            if not provision.account_exists(self.api, node.code):
+            if account != provision.node_account(node.code, self.vhost):
+                shared.append(node.code)
+            provision.provision_node(self.api, self.vhost, node.code, account=account,
+                                     create_user=False)
+            if not provision.account_exists(self.api, account):
                 missing.append(node.code)
         return InitReport(revision, self.config.hub_cert, created_ca, issued, created_vhost,
-                          len(nodes), tuple(missing))
+                          len(nodes), tuple(missing), tuple(shared))
 
     def _ensure_hub_certificate(self, dev_ca: bool) -> tuple[bool, bool]:
         ca = pki.CaDir(self.config.pki_dir)
@@ -212,35 +219,47 @@ class Admin:
         """Register ``code`` and give it a broker account; ``allow_nonstandard_code``
         admits a code in neither official form (see :func:`vdx.registry.check_code`)."""
         check = self.trust_check()
+        account = provision.node_account(code, self.vhost)
         with self.transaction() as session:
             node = registry.register_node(session, code, name, certificate, check=check,
                                           actor=self.config.actor, parent_code=parent_code,
-                                          email=email, allow_nonstandard=allow_nonstandard_code)
-            self._require_free_account(code)
+                                          email=email, allow_nonstandard=allow_nonstandard_code,
+                                          broker_user=account)
+            self._require_free_account(account, code)
             credentials = provision.provision_node(self.api, self.vhost, code,
-                                                   new_password=True)
+                                                   account=account, new_password=True)
         assert credentials is not None
         return node, credentials
 
-    def _require_free_account(self, code: str) -> None:
-        # The node's code becomes a broker user, whose password registration sets. A user
-        # of that name that is not a node's (the hub's own login, an administrator: any
-        # tag) must never be taken over; a tagless one is a registration that failed
-        # halfway, which running it again repairs.
-        user = self.api.get(f"users/{quote(code, safe='')}")
+    def _require_free_account(self, account: str, code: str) -> None:
+        # The node's broker user, whose password registration sets. A user of that name
+        # that is not this node's (the hub's own logins, an administrator: any tag, another
+        # application: other rights here, another hub: rights in another vhost) must never
+        # be taken over. One without tags whose rights here are none or exactly the node's
+        # is a registration that failed halfway, which running it again repairs.
+        user = self.api.get(f"users/{quote(account, safe='')}")
         if user is None:
             return
         tags = user.get("tags") or []
         tags = [t for t in (tags.split(",") if isinstance(tags, str) else tags) if t]
-        if code == self.api.settings.user:
+        settings = self.api.settings
+        rights = self.api.get(f"permissions/{quote(self.vhost, safe='')}/"
+                              f"{quote(account, safe='')}")
+        expected = provision.node_permissions(code)
+        if account in (settings.user, settings.amqp_user):
             whose = "it is the hub's own login"
         elif tags:
             whose = f"it has the tags {', '.join(tags)}"
+        elif rights is not None and (rights.get("configure"), rights.get("write"),
+                                     rights.get("read")) != (expected.configure,
+                                                             expected.write, expected.read):
+            whose = "it has other rights in this vhost (another application's?)"
         else:
+            provision.refuse_foreign_account(self.api, self.vhost, account)
             return
         raise RegistryError("registry.bad_code",
-                            f"a broker account named {code} exists already and is not a "
-                            f"node's ({whose}); a node's code becomes its broker account, so "
+                            f"a broker account named {account} exists already and is not a "
+                            f"node's ({whose}); a node's code names its broker account, so "
                             f"choose another code")
 
     def suspend(self, code: str) -> registry.Transition:
@@ -256,7 +275,8 @@ class Admin:
     def revoke(self, code: str) -> registry.Transition:
         with self.transaction() as session:
             transition = registry.revoke_node(session, code, actor=self.config.actor)
-            provision.close_node_account(self.api, self.vhost, code)
+            provision.close_node_account(self.api, self.vhost, code,
+                                         account=registry.get_node(session, code).broker_user)
         return transition
 
     def rotate_cert(self, code: str, certificate: bytes,
@@ -273,7 +293,15 @@ class Admin:
                 raise RegistryError("registry.node_revoked",
                                     f"{code} is revoked; its broker account stays closed")
             registry.record_action(session, code, "reset_credentials", actor=self.config.actor)
-            return provision.reset_password(self.api, self.vhost, code)
+            account = provision.node_account(code, self.vhost)
+            if node.broker_user != account:
+                # A new password is minted anyway: the node moves to its per-vhost name,
+                # and the old name is closed here (another hub's of the same name keeps it).
+                self._require_free_account(account, code)
+                registry.set_broker_user(session, code, account, actor=self.config.actor)
+                provision.close_node_account(self.api, self.vhost, code,
+                                             account=node.broker_user)
+            return provision.reset_password(self.api, self.vhost, code, account=account)
 
     def list_nodes(self, status: str | None = None) -> tuple[registry.Node, ...]:
         with self.transaction() as session:

@@ -39,6 +39,16 @@ def inbox_queue(code: str) -> str:
     return f"vdx.node.{code}.inbox"
 
 
+def node_account(code: str, vhost: str) -> str:
+    """The broker user of node ``code`` in a hub living in ``vhost``.
+
+    The bare code in the default vhost (as the gateway's ``vdx.gateway``), ``CODE@VHOST``
+    elsewhere. Agency codes never contain ``@``, so no two (code, vhost) pairs share a
+    name, and none is the gateway's (``vdx.…`` is refused as a code).
+    """
+    return code if vhost == "/" else f"{code}@{vhost}"
+
+
 @dataclass(frozen=True)
 class Incoming:
     """One consumed message, as the worker sees it."""

@@ -91,7 +91,7 @@ from urllib.parse import unquote, urlsplit
 from cryptography import x509
 
 from . import __version__
-from .broker import SUBMIT_EXCHANGE, Incoming, Outgoing, inbox_queue
+from .broker import SUBMIT_EXCHANGE, Incoming, Outgoing, inbox_queue, node_account
 from .client_link import Link, Publication
 from .client_state import (
     ARRIVING,
@@ -216,10 +216,14 @@ class NodeClient:
                  staff: StaffInfo = DEFAULT_STAFF, prefetch: int = 64,
                  connect_timeout: float = 15.0, confirm_timeout: float = 30.0,
                  on_refused: Callable[[RefusedDelivery], None] | None = None) -> None:
-        user = urlsplit(amqp_url).username
-        if user is not None and unquote(user) != code:
-            # The broker user *is* the agency code: the broker stamps it on every message.
-            raise ValueError(f"the broker URL logs in as {unquote(user)!r}, not as node "
+        url = urlsplit(amqp_url)
+        vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
+        # The broker stamps the login on every message as user_id, and the hub accepts a
+        # node's packages only under the node's own account: CODE (default vhost, or a
+        # registry from before accounts were named per vhost) or CODE@VHOST.
+        self.account = unquote(url.username) if url.username is not None else code
+        if self.account not in (code, node_account(code, vhost)):
+            raise ValueError(f"the broker URL logs in as {self.account!r}, not as node "
                              f"{code!r}; use the node's own credentials")
         self.code = code
         self.signer = signer
@@ -303,7 +307,7 @@ class NodeClient:
         publication = self._link.publish(Outgoing(
             SUBMIT_EXCHANGE, self.code, body, message_id,
             f"edxml.{kind}" if kind else "edxml", {"x-vdx-client": f"vdx-sdk/{__version__}"},
-            user_id=self.code))
+            user_id=self.account))
         submission = Submission(message_id, _sha256(body), len(body), kind, document_id,
                                 publication)
         if wait:
@@ -589,7 +593,7 @@ class NodeClient:
             if publication is None or (publication.done and not publication.ok):
                 publication = self._arrivals[delivery_id] = self._link.publish(Outgoing(
                     SUBMIT_EXCHANGE, self.code, arrival_body, arrival_id, "edxml.status",
-                    {"x-vdx-client": f"vdx-sdk/{__version__}"}, user_id=self.code))
+                    {"x-vdx-client": f"vdx-sdk/{__version__}"}, user_id=self.account))
         return publication
 
     def _handled(self, generation: int, tag: int, delivery: Delivery) -> None:

@@ -107,7 +107,7 @@ def _world(ws: Path, *, keep: bool) -> Iterator[_World]:
     admin = Admin(config)
     created = False
     try:
-        _refuse_foreign_accounts(admin)
+        _require_management(admin)
         created = True
         yield _World(ws, vhost, admin)
     finally:
@@ -125,14 +125,13 @@ def _world(ws: Path, *, keep: bool) -> Iterator[_World]:
             shutil.rmtree(ws, ignore_errors=True)
 
 
-def _refuse_foreign_accounts(admin: Admin) -> None:
-    """Broker users are global: never touch an agency account a real hub uses."""
+def _require_management(admin: Admin) -> None:
+    """The demo provisions its agencies through the management API: say so if it is off.
+
+    Its accounts are named after its own vhost (``CODE@vdx-demo-…``), so a real hub's on
+    the same broker are never touched."""
     try:
-        for code in NAMES:
-            if provision.account_exists(admin.api, code):
-                raise DemoFailed(
-                    f"the broker already has an account named {code} (a real hub's?); the "
-                    f"demo will not reset it. Run the demo on another broker, or remove it.")
+        admin.api.request("GET", "overview")
     except TransportError as exc:
         raise DemoFailed(f"{exc.message}. The demo needs RabbitMQ with its management plugin "
                          f"(rabbitmq-plugins enable rabbitmq_management).") from exc
@@ -142,8 +141,9 @@ def _remove_accounts(admin: Admin, vhost: str) -> None:
     api = admin.api
     try:
         for perm in api.get(f"vhosts/{quote(vhost, safe='')}/permissions") or ():
-            if perm["user"] != admin.config.broker.user:
-                api.delete(f"users/{quote(perm['user'], safe='')}")
+            user = perm["user"]
+            if user != admin.config.broker.user and not provision.other_vhosts(api, vhost, user):
+                api.delete(f"users/{quote(user, safe='')}")
         api.delete(f"vhosts/{quote(vhost, safe='')}")
     except (TransportError, OSError):
         pass  # best effort: the vhost name is unique, nothing else depends on it

@@ -15,10 +15,9 @@ from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import provision, registry, store
+from . import gateway, provision, registry, store
 from .admin import Admin, first_line
 from .errors import TransportError
-from .identifiers import identifier_problem
 from .provision import HUB_TOPOLOGY
 
 OK, WARNING, ERROR = "ok", "warning", "error"
@@ -164,8 +163,9 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
         code, area = node.code, f"node {node.code}"
         inbox = provision.inbox_queue(code)
         is_bound = (inbox, code) in bound
+        account = node.broker_user
         if node.status == registry.REVOKED:
-            if code in users or is_bound:
+            if account in rights or is_bound:
                 out.append(Finding(area, ERROR, "revoked, but its broker account or inbox "
                                                 "binding still exists",
                                    f"`vdx node revoke {code}` again"))
@@ -174,7 +174,12 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
                 note = f"; its inbox keeps {kept} undelivered message(s)" if kept else ""
                 out.append(Finding(area, OK, f"revoked, account closed{note}"))
             continue
-        problems = _account_problems(code, users, rights, inbox in queues, is_bound)
+        problems = _account_problems(code, account, users, rights, inbox in queues, is_bound)
+        if account != provision.node_account(code, vhost):
+            problems.append((WARNING, f"logs in as {account}, a name not bound to this "
+                                      f"hub's vhost (another hub on this broker could share "
+                                      f"it)", f"`vdx node credentials {code} --reset` moves "
+                                              f"it to {provision.node_account(code, vhost)}"))
         problems += _certificate_problems(code, certificates, now)
         for status, detail, fix in problems:
             out.append(Finding(area, status, detail, fix))
@@ -183,9 +188,10 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
             out.append(Finding(area, OK, f"{node.status}; account, rights and inbox as "
                                          f"registered; certificate valid until "
                                          f"{current.not_after:%Y-%m-%d}"))
-    registered = {n.code for n, _ in nodes if n.status != registry.REVOKED}
+    registered = {n.broker_user for n, _ in nodes if n.status != registry.REVOKED}
     for user in sorted(rights):
-        if user not in registered and identifier_problem(user) is None:
+        if user not in registered and user not in (admin.config.broker.user,
+                                                   gateway.gateway_user(vhost)):
             out.append(Finding(f"account {user}", WARNING,
                                f"has rights in vhost {vhost!r} but is not a registered node "
                                f"(a registration that failed halfway?)",
@@ -193,18 +199,18 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
                                f"{user}`"))
 
 
-def _account_problems(code: str, users: dict[str, Any], rights: dict[str, Any],
+def _account_problems(code: str, account: str, users: dict[str, Any], rights: dict[str, Any],
                       has_inbox: bool, is_bound: bool) -> list[tuple[str, str, str]]:
     problems = []
-    if code not in users:
-        problems.append((ERROR, "has no broker account",
+    if account not in users:
+        problems.append((ERROR, f"has no broker account ({account})",
                          f"`vdx node credentials {code} --reset` (prints a new password)"))
-    elif users[code]:
-        problems.append((ERROR, f"its broker account has tags {users[code]!r}",
-                         f"`rabbitmqctl set_user_tags {code}` (no tags)"))
+    elif users[account]:
+        problems.append((ERROR, f"its broker account {account} has tags {users[account]!r}",
+                         f"`rabbitmqctl set_user_tags {account}` (no tags)"))
     expected = provision.node_permissions(code)
-    actual = rights.get(code)
-    if code in users and (actual is None or (actual["configure"], actual["write"],
+    actual = rights.get(account)
+    if account in users and (actual is None or (actual["configure"], actual["write"],
                                               actual["read"]) != (expected.configure,
                                                                   expected.write,
                                                                   expected.read)):

@@ -148,6 +148,8 @@ _define("registry.certificate_untrusted", "the certificate does not chain to a t
         "chứng thư không thuộc chuỗi tin cậy")
 _define("registry.certificate_revoked", "the certificate has been revoked by its issuer",
         "chứng thư đã bị tổ chức cấp thu hồi")
+_define("registry.account_taken", "the broker account belongs to another hub on this broker",
+        "tài khoản trên hệ thống truyền tin thuộc về một trục khác")
 _define("registry.certificate_in_use", "the certificate is already registered to a node",
         "chứng thư đã được đăng ký cho một cơ quan")
 

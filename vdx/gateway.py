@@ -19,7 +19,7 @@ Tables:
 - ``gateway_signers``: nodes whose unsigned packages the gateway signs, with the paths of
   the node's key and certificate files (the key itself never enters the database);
 - ``gateway_nonces``: signatures seen, each kept until no reading of its timestamp could
-  be accepted again (``keep_until``);
+  be accepted again under any zone setting and replay window (``keep_until``);
 - ``gateway_mailbox``: what the hub delivered to each served node, kept until the
   system acknowledges it;
 - ``gateway_sent`` and ``gateway_sent_recipients``: what each system sent, what the
@@ -57,8 +57,9 @@ from .errors import GatewayError
 from .store import Base, utcnow
 
 GATEWAY_USER = "vdx.gateway"
-# A new system's settings, and those of systems registered before they existed:
-# replays refused, timestamps read in either zone, any address (see the README).
+# A new system's settings: replays refused, timestamps read in either zone, any address
+# (see the README). Systems registered before these settings existed are pinned to
+# Asia/Ho_Chi_Minh instead, the one reading they had (migration 0005).
 STRICT = "strict"
 AUTO_ZONE = "auto"
 # VXP system ids look like "vxp.saas.03": printable ASCII without spaces.

@@ -425,8 +425,9 @@ class HubWorker:
         user = message.user_id
         if not user:
             return None
-        if view.node_status(user) is not None:
-            return user
+        node = view.node_of_account(user)
+        if node is not None:
+            return node
         try:
             sender = claimed_sender(parse_untrusted(message.body, self.config.limits))
         except VdxError:

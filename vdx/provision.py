@@ -15,10 +15,17 @@
   dead-letters what its adapter rejects (no delivery limit: a recipient's restarts must
   never turn a document into a dead letter).
 
-**Node accounts.** The broker user name *is* the agency code. RabbitMQ refuses a
-message whose ``user_id`` property differs from the authenticated user, and the hub
-requires ``user_id`` == the package's sender code, so tying the name to the code is what
-makes "no node can publish as another" hold. Permissions in the hub's vhost are exactly
+**Node accounts.** Each node has one broker user, named after its code and the hub's
+vhost (:func:`node_account`: ``000.00.00.G22`` in the default vhost,
+``000.00.00.G22@training`` in vhost ``training``), and the registry records that name.
+RabbitMQ refuses a message whose ``user_id`` property differs from the authenticated user,
+and the hub requires ``user_id`` == the sender's recorded account, so tying the name to
+the node is what makes "no node can publish as another" hold. Broker users are global
+while vhosts are not: the vhost in the name keeps two hubs on one broker (production and
+training) from ever sharing, resetting or deleting each other's accounts, and an account
+that already holds rights in another vhost is never taken over
+(:func:`provision_node` refuses it; :func:`close_node_account` only withdraws this
+vhost's rights from it). Permissions in the hub's vhost are exactly
 (:func:`node_permissions`): configure ``^$`` (declare or delete nothing), write
 ``^vdx\\.submit$`` (not the default exchange, not ``vdx.deliver``), read its own inbox.
 No tags, so no management access. Passwords come from :mod:`secrets`, are returned once in
@@ -53,8 +60,9 @@ from .broker import (
     SUBMIT_EXCHANGE,
     SUBMIT_QUEUE,
     inbox_queue,
+    node_account,
 )
-from .errors import TransportError
+from .errors import RegistryError, TransportError
 
 DEAD_LETTER_EXCHANGE = "vdx.dlx"
 # Above the hub's own poison threshold (vdx.hub.POISON_AFTER): the hub refuses a poison
@@ -76,6 +84,7 @@ class BrokerSettings:
     vhost: str = "/"
     amqp_host: str = "127.0.0.1"
     amqp_port: int = 5672
+    amqp_user: str = "guest"  # the hub's own AMQP login (the management login may differ)
 
     @classmethod
     def from_env(cls) -> BrokerSettings:
@@ -84,6 +93,7 @@ class BrokerSettings:
         in it, if any, override those of the AMQP URL)."""
         amqp = urlsplit(os.environ.get("VDX_AMQP_URL") or DEFAULT_AMQP_URL)
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
+        amqp_user = user
         host = amqp.hostname or "127.0.0.1"
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
         api = urlsplit(os.environ.get("VDX_MANAGEMENT_URL") or f"http://{host}:15672")
@@ -93,7 +103,7 @@ class BrokerSettings:
         if api.port:
             netloc += f":{api.port}"
         return cls(f"{api.scheme}://{netloc}{api.path.rstrip('/')}", user, password, vhost,
-                   host, amqp.port or 5672)
+                   host, amqp.port or 5672, amqp_user)
 
 
 @dataclass(frozen=True)
@@ -324,52 +334,90 @@ def _refuse_mismatch(actual: Mapping[str, Any] | None, kind: str, name: str,
             f"it) with `rabbitmqctl delete_{kind} {name}` and run `vdx init` again")
 
 
-def provision_node(api: ManagementApi, vhost: str, code: str, *,
+def provision_node(api: ManagementApi, vhost: str, code: str, *, account: str | None = None,
                    new_password: bool = False, create_user: bool = True) -> Credentials | None:
-    """Give node ``code`` its inbox and its account; idempotent.
+    """Give node ``code`` its inbox and its broker user ``account`` (default
+    :func:`node_account`); idempotent.
 
     Returns fresh :class:`Credentials` when the account had to be created or when
     ``new_password`` (a new registration, or a reset) asks for one; otherwise ``None`` and
     the existing password stays valid. With ``create_user=False`` a missing account is
-    left missing (repairs that must not mint passwords nobody asked for).
+    left missing (repairs that must not mint passwords nobody asked for). An account that
+    holds rights in another vhost belongs to another hub: refused with
+    ``registry.account_taken`` before anything is changed.
     """
+    account = account or node_account(code, vhost)
+    exists = account_exists(api, account)
+    if exists:
+        refuse_foreign_account(api, vhost, account)
     ensure_topology(api, vhost, node_topology(code))
-    exists = account_exists(api, code)
     if not exists and not create_user:
         return None
     credentials = None
     if new_password or not exists:
         password = secrets.token_urlsafe(24)  # 192 bits
-        api.put(f"users/{_q(code)}", {"password": password, "tags": ""})
-        credentials = Credentials(code, password, vhost, api.settings.amqp_host,
+        api.put(f"users/{_q(account)}", {"password": password, "tags": ""})
+        credentials = Credentials(account, password, vhost, api.settings.amqp_host,
                                   api.settings.amqp_port)
     perms = node_permissions(code)
-    api.put(f"permissions/{_q(vhost)}/{_q(code)}",
+    api.put(f"permissions/{_q(vhost)}/{_q(account)}",
             {"configure": perms.configure, "write": perms.write, "read": perms.read})
     if credentials is not None and exists:
-        close_connections(api, code)  # sessions opened with the old password end now
+        close_connections(api, account)  # sessions opened with the old password end now
     return credentials
 
 
-def account_exists(api: ManagementApi, code: str) -> bool:
-    return api.get(f"users/{_q(code)}") is not None
+def account_exists(api: ManagementApi, user: str) -> bool:
+    return api.get(f"users/{_q(user)}") is not None
 
 
-def reset_password(api: ManagementApi, vhost: str, code: str) -> Credentials:
-    """A new password for ``code`` (its inbox and rights are repaired on the way)."""
-    credentials = provision_node(api, vhost, code, new_password=True)
+def other_vhosts(api: ManagementApi, vhost: str, user: str) -> tuple[str, ...]:
+    """The vhosts other than ``vhost`` in which ``user`` holds rights."""
+    found = api.get(f"users/{_q(user)}/permissions") or ()
+    return tuple(sorted({p["vhost"] for p in found if p.get("vhost") != vhost}))
+
+
+def refuse_foreign_account(api: ManagementApi, vhost: str, user: str) -> None:
+    """Refuse to set a password on, or give rights to, another hub's account."""
+    foreign = other_vhosts(api, vhost, user)
+    if foreign:
+        raise RegistryError(
+            "registry.account_taken",
+            f"broker user {user} holds rights in vhost {', '.join(foreign)}: it belongs to "
+            f"another hub on this broker and is left untouched; register the node in that "
+            f"hub, or give this hub a vhost of its own (VDX_AMQP_URL), where its accounts "
+            f"are named CODE@VHOST")
+
+
+def reset_password(api: ManagementApi, vhost: str, code: str, *,
+                   account: str | None = None) -> Credentials:
+    """A new password for node ``code``'s ``account`` (its inbox and rights are repaired
+    on the way)."""
+    credentials = provision_node(api, vhost, code, account=account, new_password=True)
     assert credentials is not None
     return credentials
 
 
-def close_node_account(api: ManagementApi, vhost: str, code: str) -> None:
-    """Delete the node's user, close its connections and unbind its inbox; idempotent.
+def close_node_account(api: ManagementApi, vhost: str, code: str, *,
+                       account: str | None = None) -> None:
+    """Close node ``code``'s broker user in this vhost and unbind its inbox; idempotent.
 
-    The inbox queue itself is kept, with whatever was not yet consumed, for an admin to
-    inspect; nothing new reaches it.
+    The user is deleted, unless it also holds rights in another vhost (another hub's
+    account of the same name, from before accounts were named per vhost): then only this
+    vhost's rights are withdrawn, and the other hub keeps its node. The inbox queue itself
+    is kept, with whatever was not yet consumed, for an admin to inspect; nothing new
+    reaches it.
     """
-    api.delete(f"users/{_q(code)}")
-    close_connections(api, code)
+    account = account or node_account(code, vhost)
+    if account_exists(api, account):
+        if other_vhosts(api, vhost, account):
+            api.delete(f"permissions/{_q(vhost)}/{_q(account)}")
+        else:
+            api.delete(f"users/{_q(account)}")
+    # The connections of this vhost only: another hub's sessions on the same name stay.
+    for connection in api.get(f"connections/username/{_q(account)}") or ():
+        if connection.get("vhost") == vhost and connection.get("name"):
+            api.delete(f"connections/{_q(connection['name'])}")
     binding = node_topology(code).bindings[0]
     path = f"bindings/{_q(vhost)}/e/{_q(binding.exchange)}/q/{_q(binding.queue)}"
     for found in api.get(path) or ():

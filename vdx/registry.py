@@ -63,6 +63,7 @@ class Node:
     email: str | None
     created_at: datetime
     updated_at: datetime
+    broker_user: str = ""  # the broker account whose user_id its packages carry
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -270,10 +271,36 @@ def node_status(session: Session, code: str) -> str | None:
     return reading(session).scalar(_STATUS, {"code": code})
 
 
+def node_entry(session: Session, code: str) -> tuple[str, str] | None:
+    """``(status, broker user)`` of node ``code``, or ``None`` for an unknown code."""
+    row = reading(session).execute(_ENTRY, {"code": code}).first()
+    return None if row is None else (row.status, row.broker_user)
+
+
+def node_of_account(session: Session, user: str) -> str | None:
+    """The code of the node whose broker user is ``user``, if any."""
+    return reading(session).scalar(_OF_ACCOUNT, {"user": user})
+
+
+def set_broker_user(session: Session, code: str, user: str, *, actor: str,
+                    now: datetime | None = None) -> None:
+    """Record that node ``code`` now logs in as ``user`` (a credentials reset moved it)."""
+    now = now or utcnow()
+    row = _row(session, code)
+    if row.broker_user == user:
+        return
+    before = _snapshot(session, code, now)
+    row.broker_user, row.updated_at = user, now
+    _flush(session, code)
+    _log(session, actor, "move_account", code, before, _snapshot(session, code, now), now)
+
+
 # Asked for every package the hub checks: prebuilt, and run on the session's connection
 # (a query through the ORM session costs several times the query itself).
 _NODES, _CERTIFICATES = NodeRow.__table__, CertificateRow.__table__
 _STATUS = select(_NODES.c.status).where(_NODES.c.code == bindparam("code"))
+_ENTRY = select(_NODES.c.status, _NODES.c.broker_user).where(_NODES.c.code == bindparam("code"))
+_OF_ACCOUNT = select(_NODES.c.code).where(_NODES.c.broker_user == bindparam("user"))
 _SIGNING_CERTIFICATES = select(
     _CERTIFICATES.c.status, _CERTIFICATES.c.pem, _CERTIFICATES.c.overlap_until,
 ).where(_CERTIFICATES.c.node_code == bindparam("code"),
@@ -361,7 +388,7 @@ def registered_lookup(session: Session) -> Callable[[str], tuple[x509.Certificat
 def register_node(session: Session, code: str, name: str, certificate: bytes | str, *,
                   check: CertificateCheck, actor: str, parent_code: str | None = None,
                   email: str | None = None, now: datetime | None = None,
-                  allow_nonstandard: bool = False) -> Node:
+                  allow_nonstandard: bool = False, broker_user: str | None = None) -> Node:
     """Register agency ``code`` with ``certificate`` (PEM or DER) as its current one.
 
     Validated in this order, cheapest first: the code (one in neither official form only
@@ -389,7 +416,7 @@ def register_node(session: Session, code: str, name: str, certificate: bytes | s
     check_certificate_for(cert, code, now, check)
     _check_unused(session, cert)
     row = NodeRow(code=code, name=name, parent_code=parent_code, email=email, status=ACTIVE,
-                  created_at=now, updated_at=now)
+                  created_at=now, updated_at=now, broker_user=broker_user or code)
     session.add(row)
     _flush(session, code)  # the node first: no relationship() tells the unit of work so
     session.add(_certificate_row(code, cert, now))
@@ -535,7 +562,7 @@ def _snapshot(session: Session, code: str, now: datetime) -> dict[str, Any]:
 
 def _node(row: NodeRow) -> Node:
     return Node(row.code, row.name, row.status, row.parent_code, row.email, row.created_at,
-                row.updated_at)
+                row.updated_at, row.broker_user)
 
 
 def _certificate(row: CertificateRow, now: datetime) -> Certificate:

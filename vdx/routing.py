@@ -49,6 +49,9 @@ class Directory(Protocol):
         """Whether broker user ``user_id``, not ``sender`` itself, may publish ``sender``'s
         packages: the VXP gateway's account, for the nodes its connected systems serve."""
 
+    def account_of(self, code: str) -> str | None:
+        """The broker user node ``code`` logs in as, or ``None`` for an unknown code."""
+
 
 @dataclass(frozen=True)
 class Route:
@@ -72,8 +75,11 @@ def route(package: Package, user_id: str | None, directory: Directory) -> Route:
 
 def authorise_sender(sender: str, user_id: str | None, directory: Directory) -> None:
     # The broker guarantees user_id is the account that published; only the sender's own
-    # account or a delegate the directory names (the VXP gateway) may publish for it.
-    if user_id != sender and not (user_id and directory.may_publish_for(user_id, sender)):
+    # account or a delegate the directory names (the VXP gateway) may publish for it. An
+    # unknown sender has no account: its own code stands in, and a later step refuses it
+    # as unknown rather than as a mismatch.
+    own = directory.account_of(sender) or sender
+    if user_id != own and not (user_id and directory.may_publish_for(user_id, sender)):
         raise RoutingError(
             "routing.sender_mismatch",
             f"published by {user_id or 'an unnamed user'} but the package is from {sender}",

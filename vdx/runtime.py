@@ -40,14 +40,26 @@ class RegistryView:
     session: Session
     verifier: Verifier
     gateway_user: str | None = None  # the VXP gateway's broker account, if it may publish
-    _statuses: dict[str, str | None] = field(default_factory=dict, repr=False)
+    _entries: dict[str, tuple[str, str] | None] = field(default_factory=dict, repr=False)
     _served: dict[str, bool] = field(default_factory=dict, repr=False)
     _certificates: dict[str, object] = field(default_factory=dict, repr=False)
 
+    def _entry(self, code: str) -> tuple[str, str] | None:
+        if code not in self._entries:
+            self._entries[code] = registry.node_entry(self.session, code)
+        return self._entries[code]
+
     def node_status(self, code: str) -> str | None:
-        if code not in self._statuses:
-            self._statuses[code] = registry.node_status(self.session, code)
-        return self._statuses[code]
+        entry = self._entry(code)
+        return None if entry is None else entry[0]
+
+    def account_of(self, code: str) -> str | None:
+        entry = self._entry(code)
+        return None if entry is None else entry[1]
+
+    def node_of_account(self, user: str) -> str | None:
+        """The node whose broker user is ``user`` (asked for refusals only)."""
+        return registry.node_of_account(self.session, user)
 
     def may_publish_for(self, user_id: str, sender: str) -> bool:
         if user_id != self.gateway_user:

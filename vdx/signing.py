@@ -12,9 +12,9 @@ milliseconds, so build one signer per key and call :meth:`Signer.sign` for every
 
 Legacy software (the official EdXML102 library among it) writes a placeholder where the
 signature goes: a ``Signature`` in the edXML namespace with dummy XML-DSig parts, which
-the hub refuses (``signature.placeholder``). :func:`without_placeholder` removes exactly
-that element, and :meth:`Signer.sign` signs in its place, so a gateway or folder bridge
-holding the agency's key can sign for software that cannot.
+the hub refuses (``signature.placeholder``). :meth:`Signer.sign` removes exactly that
+element and signs in its place, so a gateway or folder bridge holding the agency's key
+can sign for software that cannot.
 """
 
 from __future__ import annotations
@@ -51,29 +51,8 @@ _E = f"{{{EDXML_NS}}}"
 DS_SIGNATURE = f"{{{DS_NS}}}Signature"
 
 
-def without_placeholder(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> bytes:
-    """``data`` without its placeholder signature, or ``data`` itself when it has none.
-
-    Removes exactly one element: an edXML-namespace ``Signature`` that is a child of
-    ``edXMLHeader`` (where the signature goes), with the whitespace that indented it;
-    everything else is kept as parsed. It is removed only when it is the package's only
-    signature-like element: beside a real ``ds:Signature`` it was signed with the
-    package, and removing it would break that signature (the hub refuses such a
-    package as ``signature.multiple``), and two placeholders are the schema's to refuse.
-    Raises what :func:`vdx.xmlsafe.parse_untrusted` and the root check raise.
-    """
-    tree = parse_untrusted(data, limits)
-    check_root(tree.getroot())
-    if not _remove_placeholder(tree.getroot()):
-        return data
-    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
-
-
-def _remove_placeholder(root: etree._Element) -> bool:
-    found = placeholder_signatures(root)
-    if len(found) != 1 or next(root.iter(DS_SIGNATURE), None) is not None:
-        return False
-    placeholder = found[0]
+def _remove(placeholder: etree._Element) -> None:
+    """Take ``placeholder`` out of its parent with the whitespace that indented it."""
     previous = placeholder.getprevious()
     # The placeholder's tail is the whitespace before what follows it (or before the
     # header's end tag): it replaces the indentation that led to the placeholder.
@@ -83,7 +62,6 @@ def _remove_placeholder(root: etree._Element) -> bool:
     else:
         parent.text = placeholder.tail
     parent.remove(placeholder)
-    return True
 
 
 def xml_parser() -> etree.XMLParser:
@@ -163,11 +141,13 @@ class Signer:
         root = tree.getroot()
         if next(root.iter(DS_SIGNATURE), None) is not None:
             raise SignatureError("signature.multiple", "the package is already signed")
-        if len(placeholder_signatures(root)) > 1:
+        placeholders = placeholder_signatures(root)
+        if len(placeholders) > 1:
             raise SignatureError("signature.multiple",
-                                 f"the package carries {len(placeholder_signatures(root))} "
-                                 f"placeholder signatures; at most one can be replaced")
-        _remove_placeholder(root)
+                                 f"the package carries {len(placeholders)} placeholder "
+                                 f"signatures; at most one can be replaced")
+        if placeholders:
+            _remove(placeholders[0])
         header = root.find(f"{_E}edXMLEnvelope/{_E}edXMLHeader")
         anchor = None if header is None else header.find(f"{_E}TraceHeaderList")
         if anchor is None and header is not None:

@@ -118,6 +118,12 @@ class NodeRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The node's broker user (vdx.provision.node_account): the AMQP user_id its packages
+    # must carry. Recorded, not derived, so a registry from before accounts were named
+    # per vhost keeps working until its credentials are reset.
+    broker_user: Mapped[str] = mapped_column(
+        String(200), unique=True,
+        default=lambda context: context.get_current_parameters()["code"])
 
 
 class CertificateRow(Base):

@@ -27,9 +27,13 @@ in Asia/Ho_Chi_Minh sends UTC+7. Each system has a zone setting:
 - ``Asia/Ho_Chi_Minh`` or ``UTC``: that reading only.
 
 Replay protection is kept by remembering each accepted signature until *no* reading
-could still accept it (``remember_until``: the latest reading plus the window), not
-merely for one window: a Vietnam-time request read as UTC lies seven hours in the
-future, and without that its replay would be fresh again seven hours later.
+the gateway could ever apply would still accept it (``remember_until``): the latest of
+its Vietnam-time and UTC readings, whatever the system's zone setting (which
+``set-policy`` can change at any time), plus :data:`MAX_REPLAY_WINDOW`, the largest
+window the gateway can be restarted with. Not merely one window of one reading: a
+Vietnam-time request read as UTC lies seven hours in the future, so a signature
+forgotten sooner would be fresh again seven hours later once the system's zone is
+``auto``, or once the gateway runs with a wider window.
 
 Each system also has a policy (``TimestampRule.policy``):
 
@@ -61,6 +65,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -81,6 +86,11 @@ _UNSIGNED = {h.lower() for h in (SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER, PREF
 _TIMESTAMP = re.compile(r"(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})")
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 MAX_SIGN_HEADER = 64 * 1024  # far above any real request; the JSON is parsed only below it
+# The widest replay window the gateway accepts (``vdx gateway run --replay-window``): each
+# signature is remembered for it, whatever the window of the moment.
+MAX_REPLAY_WINDOW = timedelta(seconds=86_400)
+
+log = logging.getLogger("vdx.gateway")
 
 STRICT, COMPATIBLE = "strict", "compatible"
 POLICIES = (STRICT, COMPATIBLE)
@@ -127,9 +137,9 @@ class SignedRequest:
 
     ``params`` maps parameter names as the SDK signed them (without the prefix) to their
     values; :meth:`param` looks one up ignoring case, as HTTP header names are.
-    ``timestamp`` is the accepted reading; ``remember_until`` the last moment at which any
-    reading of it is accepted under the strict policy: a replay store keeping the
-    signature until then refuses every replay.
+    ``timestamp`` is the accepted reading; ``remember_until`` the last moment at which a
+    strict system could accept it under any zone setting and any window the gateway
+    accepts: a replay store keeping the signature until then refuses every replay.
     """
 
     system_id: str
@@ -214,7 +224,9 @@ def judge_timestamp(stamp: str, rule: TimestampRule, now: datetime,
     zone or policy) or ``gateway.bad_request`` for a malformed timestamp.
     """
     readings = {name: parse_timestamp(stamp, ZONES[name]) for name in READINGS[rule.zone]}
-    remember_until = max(readings.values()) + rule.window
+    # Over every zone, not the system's setting: that can change while it is remembered.
+    remember_until = (max(parse_timestamp(stamp, zone) for zone in ZONES.values())
+                      + max(rule.window, MAX_REPLAY_WINDOW))
     if rule.policy == STRICT:
         accepted = [t for t in readings.values() if abs(now - t) <= rule.window]
     else:
@@ -250,7 +262,10 @@ def _stale_message(stamp: str, rule: TimestampRule, now: datetime, system_id: st
 
 def check_peer(peer: str | None, allow_from: tuple[str, ...], system_id: str) -> None:
     """Refuse ``peer`` (the client's address) unless ``allow_from`` is empty or one of its
-    networks holds it: ``gateway.address_not_allowed``."""
+    networks holds it: ``gateway.address_not_allowed``.
+
+    The refusal reaches a caller that has not authenticated, so it names neither the
+    allowed networks nor the address seen; both go to the gateway's log."""
     if not allow_from:
         return
     try:
@@ -261,10 +276,14 @@ def check_peer(peer: str | None, allow_from: tuple[str, ...], system_id: str) ->
         address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
     if address is not None and any(address in ipaddress.ip_network(n) for n in allow_from):
         return
+    log.warning("address not allowed", extra={"event": "address_not_allowed",
+                                               "system_id": system_id, "peer": peer,
+                                               "allow_from": list(allow_from)})
     raise GatewayError("gateway.address_not_allowed",
-                       f"system {system_id} is accepted only from {', '.join(allow_from)}, "
-                       f"not from {peer or 'an unknown address'} (`vdx gateway set-policy "
-                       f"{system_id} --allow-from CIDR` sets its addresses)")
+                       f"system {system_id} does not accept requests from this address; the "
+                       f"hub's administrator sees the addresses it accepts with `vdx gateway "
+                       f"systems` and changes them with `vdx gateway set-policy {system_id} "
+                       f"--allow-from CIDR`")
 
 
 def _hmac_matches(secret: str, sign_header: str, hash_header: str) -> bool:

@@ -215,10 +215,10 @@ class Gateway:
             return {"DocId": earlier.doc_id, "SignedByGateway": earlier.signed_by_gateway}
         outgoing, signed_by_gateway = self._signed_package(session, package_bytes, from_code)
         view = RegistryView(session, self.verifier)
-        # user_id is the sender itself: the gateway has already checked the system may act
-        # for it, which is what the hub checks of the gateway's account.
-        admitted = admit(outgoing, from_code, limits=self.config.limits, verify=view.verify,
-                         directory=view)
+        # user_id is the sender's own account: the gateway has already checked the system
+        # may act for it, which is what the hub checks of the gateway's account.
+        admitted = admit(outgoing, view.account_of(from_code) or from_code,
+                         limits=self.config.limits, verify=view.verify, directory=view)
         package = admitted.package
         actual = "status" if isinstance(package, StatusPackage) else "edoc"
         if actual != kind:
