@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 
 import vdx
-from vdx import envelope, model
+from vdx.core import envelope, model
+from vdx.core.identifiers import identifier_problem, node_code_problem
 from vdx.errors import VdxError
-from vdx.identifiers import identifier_problem, node_code_problem
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -321,7 +321,7 @@ def demo(keep: bool) -> None:
     folder bridge, in a throw-away workspace (needs RabbitMQ with its management plugin)."""
     import time
 
-    from vdx import demo as demo_mod
+    from vdx_adapters import demo as demo_mod
 
     started = time.monotonic()
 
@@ -340,12 +340,12 @@ def demo(keep: bool) -> None:
 
 
 # ------------------------------------------------------------ signatures and PKI (issue 3)
-# vdx.pki, vdx.signing and vdx.verify are imported inside the commands, like _admin():
-# the other commands do not pay for signxml.
+# vdx.xmldsig's modules are imported inside the commands, like _admin(): the other commands
+# do not pay for signxml.
 
 
 def _verifier(trust_dir: str, crl_files: tuple[str, ...] = ()):
-    from vdx.verify import TrustStore, TrustStoreError, Verifier, load_crl
+    from vdx.xmldsig.verify import TrustStore, TrustStoreError, Verifier, load_crl
 
     try:
         return Verifier(TrustStore.from_dir(trust_dir, [load_crl(f) for f in crl_files]))
@@ -355,7 +355,7 @@ def _verifier(trust_dir: str, crl_files: tuple[str, ...] = ()):
 
 def _with_signature(data: bytes, verdict: envelope.Verdict, verifier) -> envelope.Verdict:
     """``verdict``, or the signature's problem when the schema passed but it does not."""
-    from vdx.verify import verify_offline
+    from vdx.xmldsig.verify import verify_offline
 
     if verifier is None or not verdict.valid:
         return verdict
@@ -376,8 +376,8 @@ def _with_signature(data: bytes, verdict: envelope.Verdict, verifier) -> envelop
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write.")
 def envelope_sign(file: str, key_file: str, cert_file: str, out: str) -> None:
     """Sign FILE, a valid unsigned package, with an enveloped XML-DSig signature."""
-    from vdx.pki import PkiError
-    from vdx.signing import Signer
+    from vdx.xmldsig.pki import PkiError
+    from vdx.xmldsig.sign import Signer
 
     data = _read(file)
     verdict = vdx.check(data)
@@ -407,7 +407,7 @@ def envelope_verify(file: str, trust_dir: str, cert_file: str | None,
     """Verify FILE's signature: exit 0 and the signer when valid, 1 and the reason if not."""
     from cryptography import x509
 
-    from vdx.verify import verify_offline
+    from vdx.xmldsig.verify import verify_offline
 
     verifier = _verifier(trust_dir, crl_files)
     try:
@@ -446,8 +446,8 @@ _ca_dir = click.option("--dir", "ca_dir", required=True, type=click.Path(file_ok
 
 
 def _pki(operation, *args, **kwargs):
-    """Run a vdx.pki operation; its refusals become one line and exit 1."""
-    from vdx.pki import PkiError
+    """Run a vdx.xmldsig.pki operation; its refusals become one line and exit 1."""
+    from vdx.xmldsig.pki import PkiError
 
     try:
         return operation(*args, **kwargs)
@@ -456,7 +456,7 @@ def _pki(operation, *args, **kwargs):
 
 
 def _print_issued(what: str, issued) -> None:
-    from vdx.pki import agency_code_of
+    from vdx.xmldsig.pki import agency_code_of
 
     cert = issued.certificate
     click.echo(f"{what:<12} {cert.subject.rfc4514_string()}")
@@ -475,7 +475,7 @@ def _print_issued(what: str, issued) -> None:
 @click.option("--ec", is_flag=True, help="ECDSA P-384 instead of RSA-3072.")
 def ca_init(ca_dir: str, days: int, ec: bool) -> None:
     """Create a development root CA, "VDX TEST National Root CA", and an empty CRL."""
-    from vdx import pki
+    from vdx.xmldsig import pki
 
     _print_issued("root CA", _pki(pki.init_ca, ca_dir, days=days, ec_key=ec))
 
@@ -489,7 +489,7 @@ def ca_init(ca_dir: str, days: int, ec: bool) -> None:
 @click.option("--replace", is_flag=True, help="Overwrite the agency's existing key.")
 def ca_issue(code: str, name: str, ca_dir: str, days: int, ec: bool, replace: bool) -> None:
     """Issue agency CODE's signing certificate and key."""
-    from vdx import pki
+    from vdx.xmldsig import pki
 
     _print_issued("agency", _pki(pki.issue_agency, ca_dir, code, name, days=days, ec_key=ec,
                                  replace=replace))
@@ -502,7 +502,7 @@ def ca_issue(code: str, name: str, ca_dir: str, days: int, ec: bool, replace: bo
 @click.option("--replace", is_flag=True, help="Overwrite the hub's existing key.")
 def ca_issue_hub(ca_dir: str, days: int, ec: bool, replace: bool) -> None:
     """Issue the hub's receipt-signing certificate and key."""
-    from vdx import pki
+    from vdx.xmldsig import pki
 
     _print_issued("hub", _pki(pki.issue_hub, ca_dir, days=days, ec_key=ec, replace=replace))
 
@@ -512,7 +512,7 @@ def ca_issue_hub(ca_dir: str, days: int, ec: bool, replace: bool) -> None:
 @_ca_dir
 def ca_revoke(serial: str, ca_dir: str) -> None:
     """Revoke SERIAL (0x-hex as `vdx ca issue` prints it, or decimal) and write a new CRL."""
-    from vdx import pki
+    from vdx.xmldsig import pki
 
     number = _pki(pki.parse_serial, serial)
     crl = _pki(pki.revoke, ca_dir, number)
@@ -525,7 +525,7 @@ def ca_revoke(serial: str, ca_dir: str) -> None:
               help="Until when verifiers may use this CRL.")
 def ca_crl(ca_dir: str, days: int) -> None:
     """Sign and write a fresh CRL listing every revoked serial."""
-    from vdx import pki
+    from vdx.xmldsig import pki
 
     click.echo(f"CRL written to {_pki(pki.write_crl, ca_dir, days=days)}")
 
@@ -538,14 +538,14 @@ def _admin(trust: str | None = None):
     # Alembic and the verifier, and the import block stays free of merge conflicts.
     from dataclasses import replace
 
-    from vdx.admin import Admin, HubConfig
+    from vdx.registry.admin import Admin, HubConfig
 
     config = HubConfig.from_env()
     return Admin(replace(config, trust_dir=Path(trust)) if trust else config)
 
 
 def _show_credentials(code: str, credentials, credentials_file: str | None) -> None:
-    from vdx.provision import write_credentials
+    from vdx.broker.provision import write_credentials
 
     if credentials_file:
         try:
@@ -582,7 +582,7 @@ def init(dev_ca: bool) -> None:
     Safe to run again: it also repairs every node's inbox, binding and rights (it never
     creates or resets a password).
     """
-    from vdx.pki import PkiError
+    from vdx.xmldsig.pki import PkiError
 
     try:
         report = _admin().init(dev_ca=dev_ca)
@@ -747,7 +747,7 @@ def doctor(as_json: bool) -> None:
 
     Exit 0 when nothing is in error (warnings allowed), 1 otherwise.
     """
-    from vdx import doctor as doctor_mod
+    from vdx.registry import doctor as doctor_mod
 
     findings = doctor_mod.diagnose(_admin())
     if as_json:
@@ -783,8 +783,8 @@ main.add_command(hub_group, "hub")
               help="This hub's name in receipts and trace headers.")
 def hub_run(workers: int, prefetch: int, metrics_port: int | None, hub_id: str) -> None:
     """Serve until SIGTERM: finishes the work in hand, then exits."""
-    from vdx.runtime import load_services, run_hub
-    from vdx.trust import TrustStoreError
+    from vdx.hub.supervisor import load_services, run_hub
+    from vdx.xmldsig.trust import TrustStoreError
 
     admin = _admin()
     with admin.transaction():
@@ -828,7 +828,7 @@ main.add_command(receipts_group, "receipts")
 @click.option("--csv", "as_csv", is_flag=True)
 def receipts_query(document_id, sender, recipient, kind, since, until, as_json, as_csv) -> None:
     """List receipts matching every filter given, oldest first."""
-    from vdx import audit
+    from vdx.hub import audit
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
@@ -873,7 +873,7 @@ main.add_command(document_group, "document")
 def document_show(document_id: str, as_json: bool) -> None:
     """The whole timeline of DOCUMENT_ID across all its recipients (in arrival order),
     then each recipient's current status (its furthest by meaning)."""
-    from vdx import audit
+    from vdx.hub import audit
 
     with _admin().transaction() as session:
         events = audit.document_timeline(session, document_id)
@@ -906,8 +906,8 @@ main.add_command(audit_group, "audit")
 @click.option("--json", "as_json", is_flag=True)
 def audit_verify(as_json: bool) -> None:
     """Check the whole ledger chain and every hub signature. Exit 1 on any problem."""
-    from vdx import audit
-    from vdx.ledger import make_hash_verifier
+    from vdx.core.ledger import make_hash_verifier
+    from vdx.hub import audit
 
     admin = _admin()
     try:
@@ -937,10 +937,10 @@ def audit_verify(as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.zip")
 def audit_export(document_id: str, out: str) -> None:
     """Write a proof bundle for DOCUMENT_ID that anyone can check offline with xmlsec1."""
-    from vdx import audit
+    from vdx.hub import audit
 
     admin = _admin()
-    from vdx.trust import TrustStoreError
+    from vdx.xmldsig.trust import TrustStoreError
 
     with admin.transaction() as session:
         try:
@@ -999,12 +999,12 @@ def folder_run(node, directory, amqp_url, credentials_file, key, cert, trust, hu
     import logging
     import signal
 
-    from vdx_adapters.folder import BridgeConfig, FolderBridge
+    from vdx_adapters.folder.bridge import BridgeConfig, FolderBridge
 
     from vdx import logs
-    from vdx.pki import PkiError, load_certificate
-    from vdx.signing import Signer
-    from vdx.trust import TrustStore
+    from vdx.xmldsig.pki import PkiError, load_certificate
+    from vdx.xmldsig.sign import Signer
+    from vdx.xmldsig.trust import TrustStore
 
     url = amqp_url or _folder_credentials(credentials_file)
     if not url:

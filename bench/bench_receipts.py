@@ -3,9 +3,9 @@
     python bench/bench_receipts.py [--seconds S] [--key ecdsa|rsa|both] [--json FILE]
 
 Per accepted document the worker signs two receipts (``accepted``, ``delivered``) through
-``vdx.runtime.load_services``' ``make_receipt`` (``receipts.sign_receipt(receipt,
+``vdx.hub.supervisor.load_services``' ``make_receipt`` (``receipts.sign_receipt(receipt,
 signer.sign_receipt)``) and appends two ledger entries (``ledger.next_entry`` with
-``make_hash_signer``). The hub key is made the way an operator makes it (``vdx.pki``: a
+``make_hash_signer``). The hub key is made the way an operator makes it (``vdx.xmldsig.pki``: a
 CA directory and ``issue_hub`` in a temporary directory, loaded with
 ``Signer.from_files``), ECDSA P-256 and RSA-2048.
 
@@ -27,7 +27,7 @@ shared machine do not count, garbage collector paused as timeit does):
   bytes, and ``next_entry`` with a signer that costs nothing (the hashing and
   bookkeeping around the signature);
 * SDK rows (the client checks every receipt it gets, on the same machine in the
-  benchmark): ``vdx.inbound.verify_receipt`` of a signed ``delivered`` receipt with the
+  benchmark): ``vdx.client.checks.verify_receipt`` of a signed ``delivered`` receipt with the
   hub certificate, without it (hardened parse, schema and reading only), signxml's
   ``XMLVerifier`` as ``verify_receipt`` used it before (the same parse, then signxml),
   and ``per document``: the two receipts of an accepted document verified.
@@ -51,11 +51,15 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vdx import ledger, pki, receipts  # noqa: E402
-from vdx.receipts import Receipt, build_receipt, load_receipt_tree, receipt_from_tree  # noqa: E402
-from vdx.schema import DS_NS  # noqa: E402
-from vdx.signing import Signer  # noqa: E402
-from vdx.xmlsafe import DEFAULT_LIMITS, parse_untrusted  # noqa: E402
+from vdx.core import (
+    ledger,
+    receipts,  # noqa: E402
+)
+from vdx.core.receipts import Receipt, build_receipt, load_receipt_tree, receipt_from_tree  # noqa: E402
+from vdx.core.schema import DS_NS  # noqa: E402
+from vdx.core.xmlsafe import DEFAULT_LIMITS, parse_untrusted  # noqa: E402
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer  # noqa: E402
 
 HUB = "hub-1"
 SENDER, RECIPIENT = "000.00.00.G22", "000.00.00.H41"
@@ -164,7 +168,7 @@ def measure(ec_key: bool, seconds: float) -> dict[str, float]:
 
 def sdk_rows(signer: Signer, r: Receipt) -> dict[str, Callable[[], object]]:
     """What the SDK spends on one receipt (see the module's docstring)."""
-    from vdx.inbound import verify_receipt
+    from vdx.client.checks import verify_receipt
 
     make = getattr(receipts, "signed_receipt", None)
     signed = make(r, signer) if make else receipts.sign_receipt(r, signer.sign_receipt)
@@ -177,7 +181,7 @@ def sdk_rows(signer: Signer, r: Receipt) -> dict[str, Callable[[], object]]:
     def signxml_verify() -> Receipt:
         from signxml import SignatureConfiguration, XMLVerifier
 
-        from vdx.signing import xml_parser
+        from vdx.xmldsig.sign import xml_parser
         tree = load_receipt_tree(signed)
         result = XMLVerifier().verify(
             tree.getroot(), x509_cert=cert, parser=xml_parser(), validate_schema=False,

@@ -4,9 +4,9 @@
 
 For 10 KB and 1 MiB document packages (RSA-2048 by default, ECDSA P-256 with ``--ec``):
 
-* sign   — ``vdx.signing.Signer.sign(bytes)`` against bare signxml: ``etree.fromstring``
+* sign   — ``vdx.xmldsig.sign.Signer.sign(bytes)`` against bare signxml: ``etree.fromstring``
   + ``XMLSigner.sign`` (same algorithms, same placement) + ``etree.tostring``;
-* verify — ``vdx.verify.Verifier.verify(tree)`` (what the hub runs after its envelope step
+* verify — ``vdx.xmldsig.verify.Verifier.verify(tree)`` (what the hub runs after its envelope step
   parsed and validated the package) against bare signxml ``XMLVerifier.verify(bytes)``
   with the same pinned certificate; a third row shows ``Verifier.verify(bytes)``, which
   adds the envelope step (hardened parse + libxml2 schema) and is not signxml's job.
@@ -37,10 +37,11 @@ from signxml.algorithms import CanonicalizationMethod, SignatureMethod
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import document_of_size  # noqa: E402
-from vdx import envelope, pki  # noqa: E402
-from vdx.signing import DS_SIGNATURE, Signer, xml_parser  # noqa: E402
-from vdx.verify import TrustStore, Verifier  # noqa: E402
-from vdx.xmlsafe import EDXML_NS  # noqa: E402
+from vdx.core import envelope
+from vdx.core.xmlsafe import EDXML_NS  # noqa: E402
+from vdx.xmldsig import pki  # noqa: E402
+from vdx.xmldsig.sign import DS_SIGNATURE, Signer, xml_parser  # noqa: E402
+from vdx.xmldsig.verify import TrustStore, Verifier  # noqa: E402
 
 SENDER = "000.00.00.G22"
 _E = f"{{{EDXML_NS}}}"
@@ -99,7 +100,7 @@ def bare_sign(data: bytes, key, cert, algorithm: SignatureMethod) -> bytes:
     anchor.addnext(etree.Element(DS_SIGNATURE, {"Id": "placeholder"}))
     signer = XMLSigner(signature_algorithm=algorithm,
                        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
-    signer._parser = xml_parser()  # as vdx.signing does: large attachments need huge_tree
+    signer._parser = xml_parser()  # as vdx.xmldsig.sign does: large attachments need huge_tree
     return etree.tostring(signer.sign(root, key=key, cert=[cert]))
 
 

@@ -2,7 +2,7 @@
 
     python bench/bench_validate.py [--json FILE]
 
-The hub's hot path (``vdx.envelope.load_tree``: limits, hardened parse, root, libxml2
+The hub's hot path (``vdx.core.envelope.load_tree``: limits, hardened parse, root, libxml2
 schema) is compared with the bare minimum libxml2 needs for the same verdict
 (``etree.fromstring`` + ``XMLSchema.validate``), in the same process and run.
 """
@@ -19,7 +19,11 @@ from lxml import etree
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import document_of_size, fmt_us, per_call  # noqa: E402
-from vdx import envelope, parse, schema  # noqa: E402
+from vdx import parse
+from vdx.core import (
+    envelope,
+    schema,  # noqa: E402
+)
 
 
 def measure(size: int) -> dict[str, float]:

@@ -20,7 +20,7 @@ machine's):
   authorise), the database (record, commits), the broker (publish with confirm); steps
   nest (the replay store's commit is in "authenticate" and in "db: commits"), so they
   do not add up; and the SDK's TCP connections to the gateway (does it reuse them?);
-- **Python SDK** (``vdx.client.NodeClient``, AMQP) between two other agencies, the same
+- **Python SDK** (``vdx.client.node.NodeClient``, AMQP) between two other agencies, the same
   package size: sends/s (each confirmed by the broker, the client signing), sends/s
   waiting for the hub's ``accepted`` receipt of each (what ``sendEdoc``'s answer
   carries), and deliveries/s (verified, answered with status 01, acknowledged);
@@ -50,7 +50,8 @@ sys.path.insert(0, str(ROOT))
 from tests.gateway_support import running_gateway, serve_http, write_key  # noqa: E402
 from tests.hub_support import Agency, running_hub  # noqa: E402
 from tests.vxp_sdk import runner  # noqa: E402
-from vdx import build, model  # noqa: E402
+from vdx import build  # noqa: E402
+from vdx.core import model  # noqa: E402
 
 
 def package(sender: Agency, to: str, size: int) -> model.DocumentPackage:
@@ -115,9 +116,8 @@ def instrument(gateway) -> StepTimer:
     import sqlalchemy.orm
     from vdx_adapters.gateway import service
 
-    import vdx.gateway
-    import vdx.pipeline
-    import vdx.signing
+    import vdx.hub.pipeline
+    import vdx.xmldsig.sign
 
     timer = StepTimer()
     timer.wrap(gateway, "handle", "gateway.handle (all)", outer=True)
@@ -127,12 +127,12 @@ def instrument(gateway) -> StepTimer:
     timer.wrap(service, "authenticate", "authenticate: HMAC and timestamp")
     timer.wrap(service.mailbox, "remember_signature", "authenticate: db replay store")
     timer.wrap(service, "parse_untrusted", "parse before signing")
-    timer.wrap(vdx.signing.Signer, "sign", "gateway signs for the node")
-    timer.wrap(vdx.pipeline, "hardened_parse", "hub checks: parse")
-    timer.wrap(vdx.pipeline, "check_schema", "hub checks: schema")
-    timer.wrap(vdx.pipeline, "verify_signature", "hub checks: signature")
-    timer.wrap(vdx.pipeline, "read_package", "hub checks: read package")
-    timer.wrap(vdx.pipeline, "authorise", "hub checks: authorise")
+    timer.wrap(vdx.xmldsig.sign.Signer, "sign", "gateway signs for the node")
+    timer.wrap(vdx.hub.pipeline, "hardened_parse", "hub checks: parse")
+    timer.wrap(vdx.hub.pipeline, "check_schema", "hub checks: schema")
+    timer.wrap(vdx.hub.pipeline, "verify_signature", "hub checks: signature")
+    timer.wrap(vdx.hub.pipeline, "read_package", "hub checks: read package")
+    timer.wrap(vdx.hub.pipeline, "authorise", "hub checks: authorise")
     timer.wrap(service.mailbox, "find_sent", "db: idempotency lookup")
     timer.wrap(service.mailbox, "record_sent", "db: record sent")
     timer.wrap(sqlalchemy.orm.Session, "commit", "db: commits")
@@ -268,8 +268,8 @@ def java_phases(args, hub, world, endpoint: str, tmp: Path) -> dict:
 
 
 def python_phases(args, hub) -> dict:
-    from vdx.client import NodeClient
-    from vdx.trust import TrustStore
+    from vdx.client.node import NodeClient
+    from vdx.xmldsig.trust import TrustStore
 
     H49, H14 = hub.agency("H49"), hub.agency("H14")
     trust = TrustStore.from_dir(hub.config.trust_dir)

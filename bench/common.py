@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from vdx import build, model
+from vdx import build
+from vdx.core import model
 
 
 def document_of_size(size: int, sender: str = "000.00.00.G22",

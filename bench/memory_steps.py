@@ -3,7 +3,7 @@
     python bench/memory_steps.py [--size 20MiB] [--database sqlite|postgresql] [--consume]
 
 Runs, in a fresh process, what a worker does to one submitted package (the same calls as
-``vdx.hub.HubWorker._plan`` → ``vdx.pipeline.admit`` → ``_plan_accept`` → ``_write``,
+``vdx.hub.worker.HubWorker._plan`` → ``vdx.hub.pipeline.admit`` → ``_plan_accept`` → ``_write``,
 without the broker): hardened parse, schema, signature, reading the package, routing,
 the planned rows and signed receipts, the journal transaction (SQLite file or a
 PostgreSQL schema), then the AMQP frames pika would queue.
@@ -76,12 +76,14 @@ def child(c: dict) -> int:
     from pika.frame import Body, Header, Method
     from sqlalchemy.orm import sessionmaker
 
-    from vdx import pipeline, registry, store
-    from vdx.admin import HubConfig
-    from vdx.broker import Incoming
-    from vdx.hub import HubWorker, WorkerConfig, _Plan
-    from vdx.runtime import load_services
-    from vdx.xmlsafe import ParseLimits
+    from vdx import store
+    from vdx.broker.channel import Incoming
+    from vdx.core.xmlsafe import ParseLimits
+    from vdx.hub import pipeline
+    from vdx.hub.supervisor import load_services
+    from vdx.hub.worker import HubWorker, WorkerConfig, _Plan
+    from vdx.registry import nodes as registry
+    from vdx.registry.admin import HubConfig
 
     services = load_services(HubConfig.from_env())
     engine = store.make_engine(c["database_url"])

@@ -26,9 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, text
 
-from vdx import pki, provision, store
-from vdx.admin import Admin, HubConfig
-from vdx.signing import Signer
+from vdx import store
+from vdx.broker import provision
+from vdx.registry.admin import Admin, HubConfig
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("VDX_BENCH_POSTGRES_URL",
@@ -271,7 +273,7 @@ class Site:
 
 @contextmanager
 def site(backend: str, tmp: Path, the_pki: Pki) -> Iterator[Site]:
-    """A fresh vhost and database with every agency registered through vdx.admin.Admin."""
+    """A fresh vhost and database with every agency registered through vdx.registry.admin.Admin."""
     with temp_database(backend, tmp) as db, temp_vhost() as (api, vhost):
         config = HubConfig(db.url, api.settings, the_pki.path, the_pki.path, "bench")
         admin = Admin(config, engine=db.engine, api=api)

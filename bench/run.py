@@ -14,13 +14,13 @@ agency keys, ECDSA P-256 with ``--ec``):
 - **broker ceiling**: pika alone, the same bytes as persistent messages to a durable
   quorum queue (as the hub's), publisher confirms pipelined (window 500), one consumer
   process acknowledging each; messages/s from the first publish to the last delivery;
-- **security floor**: ``vdx.envelope.load_tree`` + ``Verifier.verify(..., consume=True)``
+- **security floor**: ``vdx.core.envelope.load_tree`` + ``Verifier.verify(..., consume=True)``
   (as the hub calls it) against the registered certificate, in this process pinned to
   one core; packages/s;
 - **hub end to end**, for each database and worker count, each on a fresh vhost and a
   fresh database (a SQLite file, or a PostgreSQL schema) with three agencies registered
-  through ``vdx.admin.Admin``, served by ``vdx hub run --workers N`` as a subprocess:
-  the sender (SDK ``vdx.client.NodeClient``, pipelined confirms) submits ``--count``
+  through ``vdx.registry.admin.Admin``, served by ``vdx hub run --workers N`` as a subprocess:
+  the sender (SDK ``vdx.client.node.NodeClient``, pipelined confirms) submits ``--count``
   documents at once, each to one of two recipients, whose inboxes a consumer process
   drains; documents/s from the first submit to the last inbox arrival, and the time until
   the sender holds every receipt (``accepted`` and ``delivered``). Then the same number
@@ -65,11 +65,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import rig  # noqa: E402
 from bench.amqp import Consumer, declare_quorum_queue, publish_all  # noqa: E402
 from bench.profile import Sampler, render, summarise  # noqa: E402
-from vdx import build, envelope, model, provision  # noqa: E402
-from vdx.client import NodeClient  # noqa: E402
+from vdx import build
+from vdx.broker import provision  # noqa: E402
+from vdx.client.node import NodeClient  # noqa: E402
+from vdx.core import envelope, model
 from vdx.errors import VdxError  # noqa: E402
-from vdx.trust import TrustStore  # noqa: E402
-from vdx.verify import Verifier  # noqa: E402
+from vdx.xmldsig.trust import TrustStore  # noqa: E402
+from vdx.xmldsig.verify import Verifier  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KIB, MIB = 1024, 1024 * 1024

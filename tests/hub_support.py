@@ -1,8 +1,9 @@
 """A real hub for integration tests: database, broker vhost, PKI, agencies, a worker.
 
 :func:`running_hub` gives a :class:`Hub` with a worker thread consuming a fresh vhost's
-``vdx.hub.submit`` and agencies (:class:`Agency`) registered through :class:`vdx.admin.Admin`
-with their own broker accounts, which sign, send and read their inboxes over AMQP.
+``vdx.hub.submit`` and agencies (:class:`Agency`) registered through
+:class:`vdx.registry.admin.Admin` with their own broker accounts, which sign, send and
+read their inboxes over AMQP.
 Nothing is mocked: RabbitMQ, the database and the signatures are the real ones.
 """
 
@@ -22,12 +23,15 @@ import pika
 from sqlalchemy import Engine
 
 from tests.registry_support import TestPki, database, pem, temp_vhost, unique_code
-from vdx import build, model, pki, provision, store
-from vdx.admin import Admin, HubConfig
-from vdx.hub import HubWorker, WorkerConfig
-from vdx.receipts import parse_receipt
-from vdx.runtime import load_services
-from vdx.signing import Signer
+from vdx import build, store
+from vdx.broker import provision
+from vdx.core import model
+from vdx.core.receipts import parse_receipt
+from vdx.hub.supervisor import load_services
+from vdx.hub.worker import HubWorker, WorkerConfig
+from vdx.registry.admin import Admin, HubConfig
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
 
 HUB_ID = "test-hub"
 

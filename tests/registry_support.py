@@ -1,7 +1,7 @@
 """Helpers for the registry, store, provisioning and isolation tests.
 
 - :class:`TestPki`: a development CA (ECDSA, so a session's keys cost milliseconds)
-  written with :mod:`vdx.pki` into a temporary directory, issuing agency certificates;
+  written with :mod:`vdx.xmldsig.pki` into a temporary directory, issuing agency certificates;
 - :func:`database`: a migrated database on SQLite or PostgreSQL (a schema of its own in
   database ``test``, dropped afterwards);
 - :func:`temp_vhost`: a uniquely named RabbitMQ vhost, deleted afterwards with every user
@@ -29,9 +29,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import require_service
-from vdx import pki, provision, registry, store
+from vdx import store
+from vdx.broker import provision
 from vdx.errors import TransportError
-from vdx.trust import TrustStore
+from vdx.registry import nodes as registry
+from vdx.xmldsig import pki
+from vdx.xmldsig.trust import TrustStore
 
 POSTGRES_URL = os.environ.get("VDX_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.sigkit import World, build_world
-from vdx.verify import Verifier
+from vdx.xmldsig.verify import Verifier
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """A test PKI world and a signature forger, shared by the signature tests.
 
-Keys and certificates are generated with :mod:`vdx.pki` into a session temporary
+Keys and certificates are generated with :mod:`vdx.xmldsig.pki` into a session temporary
 directory (never committed); the fixtures are in :mod:`tests.sigfixtures`.
 :func:`reseal` is the attacker's (or, with the right key, a careless signer's) tool: it
 recomputes DigestValue and SignatureValue after a test has reshaped SignedInfo, so a
@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from lxml import etree
 
-from vdx import envelope, model, pki
-from vdx.signing import DS_SIGNATURE, Signer
-from vdx.verify import TrustStore
-from vdx.xmlsafe import EDXML_NS, parse_untrusted
+from vdx.core import envelope, model
+from vdx.core.xmlsafe import EDXML_NS, parse_untrusted
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import DS_SIGNATURE, Signer
+from vdx.xmldsig.verify import TrustStore
 
 G22, H41, H49 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H49"
 DS = "http://www.w3.org/2000/09/xmldsig#"

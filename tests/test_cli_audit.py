@@ -17,7 +17,7 @@ from vdx_cli.cli import main
 
 from tests.conftest import require_service
 from tests.hub_support import running_hub
-from vdx import journal
+from vdx.hub import journal
 
 
 @pytest.fixture(scope="module")

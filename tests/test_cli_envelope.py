@@ -42,7 +42,7 @@ def test_new_builds_a_valid_package_with_attachments(run, tmp_path):
     assert result.exit_code == 0, result.output
     package = vdx.parse(out.read_bytes())
     assert [r.organ_id for r in package.recipients] == [H41, H49]
-    assert package.code == vdx.model.Code("12", "VPCP-TTĐT")
+    assert package.code == vdx.core.model.Code("12", "VPCP-TTĐT")
     assert package.attachments[0].data == pdf.read_bytes()
     assert package.response_for[0].organ_id == H41
 

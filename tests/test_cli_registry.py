@@ -22,7 +22,8 @@ from tests.registry_support import (
     temp_vhost,
     unique_code,
 )
-from vdx import pki, store
+from vdx import store
+from vdx.xmldsig import pki
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -240,7 +241,7 @@ def test_no_node_takes_over_a_broker_account_that_is_not_a_nodes(hub):
 
 
 def _registered(hub: Hub, code: str):
-    from vdx import registry
+    from vdx.registry import nodes as registry
 
     engine = store.make_engine(f"sqlite:///{hub.home / 'vdx.db'}")
     try:
@@ -274,7 +275,7 @@ def test_a_broker_failure_leaves_nothing_half_registered(hub):
 def test_a_crash_after_the_broker_changed_is_repaired_by_running_again(hub, monkeypatch):
     import pika
 
-    from vdx import provision
+    from vdx.broker import provision
     from vdx.errors import TransportError
 
     real = provision.provision_node
@@ -393,7 +394,7 @@ def provision_url(hub: Hub, user: str, password: str) -> str:
 def test_an_account_with_rights_in_another_vhost_is_never_taken_over(tmp_path, broker):
     """Before accounts were named per vhost, a node logged in as its bare code; another
     hub's registry may still record that. Such an account is refused, not reset."""
-    from vdx import provision
+    from vdx.broker import provision
     from vdx.errors import RegistryError
 
     api, vhost = broker
@@ -417,7 +418,7 @@ def test_a_legacy_account_moves_to_its_per_vhost_name_on_reset(hub):
     say so; a credentials reset moves it to CODE@VHOST and closes the old name."""
     from sqlalchemy import text
 
-    from vdx import provision
+    from vdx.broker import provision
 
     code = unique_code()
     hub.register(code)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from vdx_cli.cli import main
 
 from tests.sigkit import G22, H41, package
-from vdx import pki
+from vdx.xmldsig import pki
 
 
 @pytest.fixture

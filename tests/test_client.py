@@ -14,13 +14,17 @@ import pika
 import pytest
 
 from tests.hub_support import Agency, Hub, running_hub
-from vdx import build, envelope, inbound, model, pki, provision
-from vdx.client import NodeClient, SignedReceipt
-from vdx.client_state import ARRIVING, SqliteState
+from vdx import build
+from vdx.broker import provision
+from vdx.client import checks as inbound
+from vdx.client.checks import verify_receipt
+from vdx.client.node import NodeClient, SignedReceipt
+from vdx.client.state import ARRIVING, SqliteState
+from vdx.core import envelope, model
+from vdx.core.receipts import Receipt, build_receipt, parse_receipt, sign_receipt
 from vdx.errors import SignatureError, TransportError
-from vdx.inbound import verify_receipt
-from vdx.receipts import Receipt, build_receipt, parse_receipt, sign_receipt
-from vdx.signing import Signer
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
 
 _numbers = itertools.count(1)
 

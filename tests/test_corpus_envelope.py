@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import vdx
-from vdx import envelope
+from vdx.core import envelope
 from vdx.errors import EnvelopeError
 
 CORPUS = Path(__file__).parent / "corpus" / "envelope"
@@ -82,7 +82,7 @@ def test_depth_and_text_limits_are_configurable():
 def _small_document() -> vdx.DocumentPackage:
     from datetime import date
 
-    from vdx import model
+    from vdx.core import model
 
     return model.DocumentPackage(
         sender=model.Organization("000.00.00.G22"),

@@ -10,9 +10,9 @@ import pytest
 from lxml import etree
 
 import vdx
-from vdx import quirks
+from vdx.core import quirks
+from vdx.core.model import DocumentPackage
 from vdx.errors import CATALOGUE
-from vdx.model import DocumentPackage
 
 CORPUS = Path(__file__).parent / "corpus" / "quirks"
 # Quirks that live in the values themselves, so a package built from them keeps them;

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from vdx_cli.cli import main
 
 from tests.registry_support import temp_vhost
-from vdx import provision
+from vdx.broker import provision
 
 
 def test_demo_runs_the_whole_exchange_and_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ from tests.gateway_support import VxpSystem, running_gateway, write_key
 from tests.hub_support import running_hub
 from tests.vxp_sdk import runner
 from vdx import parse
-from vdx.model import VIETNAM_TZ
+from vdx.core.model import VIETNAM_TZ
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vdx
-from vdx import model
-from vdx.model import VIETNAM_TZ
+from vdx.core import model
+from vdx.core.model import VIETNAM_TZ
 
 CORPUS = Path(__file__).parent / "corpus" / "envelope"
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
-from vdx_adapters.folder import BridgeConfig, FolderBridge
+from vdx_adapters.folder.bridge import BridgeConfig, FolderBridge
 from vdx_cli.cli import main
 
 from tests.hub_support import Agency, Hub, running_hub
-from vdx import build, model
+from vdx import build
 from vdx import parse as parse_package
-from vdx.receipts import parse_receipt
+from vdx.core import model
+from vdx.core.receipts import parse_receipt
 
 _counter = iter(range(1, 10_000))
 

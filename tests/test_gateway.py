@@ -19,12 +19,15 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from vdx_adapters.gateway import create_app, sdk
 from vdx_adapters.gateway import systems as gateway_systems
+from vdx_adapters.gateway import tables as gateway
 from vdx_cli.cli import main
 
 from tests.gateway_support import running_gateway, write_key
 from tests.hub_support import running_hub
-from vdx import build, gateway, journal, model, parse
-from vdx.runtime import RegistryView
+from vdx import build, parse
+from vdx.core import model
+from vdx.hub import journal
+from vdx.hub.supervisor import RegistryView
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -23,8 +23,8 @@ from vdx_adapters.gateway.sdk import SdkService
 from tests.gateway_support import VxpSystem, running_gateway
 from tests.hub_support import running_hub
 from vdx import store
+from vdx.core.xmlsafe import ParseLimits
 from vdx.errors import CATALOGUE, error_for
-from vdx.xmlsafe import ParseLimits
 
 # What a FAIL answer must carry beyond status/ErrorCode/ErrorDesc, with its JSON type
 # (javap of KnobstickServiceImp and AgencyServiceImp, both versions).

@@ -22,15 +22,16 @@ from sqlalchemy import insert, select
 from starlette.testclient import TestClient
 from vdx_adapters.gateway import auth, create_app, sdk
 from vdx_adapters.gateway import systems as gateway_systems
+from vdx_adapters.gateway import tables as gateway
 from vdx_adapters.gateway.sdk import SdkService
 from vdx_cli.cli import main
 
 from tests.gateway_support import VxpSystem, running_gateway, serve_http
 from tests.hub_support import running_hub
 from tests.registry_support import database
-from vdx import gateway, store
+from vdx import store
+from vdx.core.model import VIETNAM_TZ
 from vdx.errors import GatewayError
-from vdx.model import VIETNAM_TZ
 
 T0 = datetime(2026, 11, 22, 1, 50, 15, 42000, tzinfo=UTC)  # ms precision, as the SDK's
 W = timedelta(minutes=5)

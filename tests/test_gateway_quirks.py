@@ -21,9 +21,9 @@ from tests.gateway_support import running_gateway, write_key
 from tests.hub_support import Agency, running_hub
 from tests.quirk_support import G22, H41, addressed, corpus_names, fresh_nonstandard_codes
 from tests.registry_support import pem
-from vdx.quirks import placeholder_signatures
-from vdx.schema import DS_NS
-from vdx.signing import Signer
+from vdx.core.quirks import placeholder_signatures
+from vdx.core.schema import DS_NS
+from vdx.xmldsig.sign import Signer
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -76,8 +76,8 @@ def _received(system, count: int, messagetype: str = "edoc") -> list[bytes]:
 
 def _signed_by_the_gateway(body: bytes) -> None:
     root = etree.fromstring(body)
-    header = root.find(f"{{{vdx.envelope.EDXML_NS}}}edXMLEnvelope/"
-                       f"{{{vdx.envelope.EDXML_NS}}}edXMLHeader")
+    header = root.find(f"{{{vdx.core.envelope.EDXML_NS}}}edXMLEnvelope/"
+                       f"{{{vdx.core.envelope.EDXML_NS}}}edXMLHeader")
     assert header[-1].tag == f"{{{DS_NS}}}Signature"
     assert placeholder_signatures(root) == []
     assert vdx.check(body).valid

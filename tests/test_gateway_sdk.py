@@ -17,8 +17,8 @@ import pytest
 from vdx_adapters.gateway import auth
 from vdx_adapters.gateway.sdk import SdkService, gson_object, java_hashmap_order
 
+from vdx.core.model import VIETNAM_TZ
 from vdx.errors import GatewayError
-from vdx.model import VIETNAM_TZ
 
 VECTORS = json.loads((Path(__file__).parent / "vxp_sdk" / "vectors.json").read_text("utf-8"))
 CREATED = datetime.fromtimestamp(VECTORS["epoch_ms"] / 1000, UTC)
@@ -185,7 +185,7 @@ def test_a_timestamp_pinned_to_one_zone_is_read_in_that_zone_only():
 
 
 def test_system_secrets_are_sealed_with_vdx_gateway_key_when_it_is_set(monkeypatch):
-    from vdx import gateway
+    from vdx_adapters.gateway import tables as gateway
 
     monkeypatch.delenv("VDX_GATEWAY_KEY", raising=False)
     assert gateway.open_secret(gateway.seal_secret("s3cret")) == "s3cret"

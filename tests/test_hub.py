@@ -10,8 +10,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from tests.hub_support import running_hub
-from vdx import audit, journal, model, provision
-from vdx.ledger import make_hash_verifier
+from vdx.broker import provision
+from vdx.core import model
+from vdx.core.ledger import make_hash_verifier
+from vdx.hub import audit, journal
 
 CORPUS = Path(__file__).parent / "corpus" / "envelope"
 # Checks that read the package's values run on the signed content only, so an unsigned
@@ -234,7 +236,7 @@ def test_a_batch_of_many_is_recorded_in_order_with_its_ledger(hub):
 
 
 def model_document_id(body: bytes) -> str:
-    from vdx.envelope import parse
+    from vdx.core.envelope import parse
 
     return parse(body).document_id
 

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from tests.hub_support import running_hub
-from vdx import audit, journal, provision
-from vdx.hub import POISON_AFTER
-from vdx.ledger import make_hash_verifier
+from vdx.broker import provision
+from vdx.core.ledger import make_hash_verifier
+from vdx.hub import audit, journal
+from vdx.hub.worker import POISON_AFTER
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,9 @@ def hub(tmp_path_factory):
 
 
 def test_poison_message_is_dead_lettered_with_a_rejected_receipt(hub, monkeypatch):
-    import vdx.hub
+    import vdx.hub.worker
 
-    real_admit = vdx.hub.admit
+    real_admit = vdx.hub.worker.admit
     attempts = Counter()
 
     def crashing_admit(body, *args, **kwargs):
@@ -38,7 +39,7 @@ def test_poison_message_is_dead_lettered_with_a_rejected_receipt(hub, monkeypatc
             raise RuntimeError("a bug this package triggers")
         return real_admit(body, *args, **kwargs)
 
-    monkeypatch.setattr(vdx.hub, "admit", crashing_admit)
+    monkeypatch.setattr(vdx.hub.worker, "admit", crashing_admit)
     g22, h41 = hub.agency("G22"), hub.agency("H41")
     good_before = g22.document(h41.code)
     poison = g22.document(h41.code).replace(b"?>", b"?><!-- poison -->", 1)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from vdx.core.identifiers import IdentifierForm, identifier_form, identifier_problem
 from vdx.errors import EnvelopeError
-from vdx.identifiers import IdentifierForm, identifier_form, identifier_problem
 
 
 @pytest.mark.parametrize("code, form", [

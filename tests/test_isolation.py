@@ -14,7 +14,7 @@ import pika.exceptions
 import pytest
 
 from tests.registry_support import amqp_url_for, temp_vhost, unique_code
-from vdx import provision
+from vdx.broker import provision
 
 pytestmark = pytest.mark.rabbitmq
 ACCESS_REFUSED, PRECONDITION_FAILED = 403, 406

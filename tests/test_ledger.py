@@ -17,8 +17,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vdx.errors import CATALOGUE
-from vdx.ledger import (
+from vdx.core.ledger import (
     GENESIS_HASH,
     HASH_DOMAIN,
     LedgerEntry,
@@ -32,6 +31,7 @@ from vdx.ledger import (
     signing_input,
     verify_chain,
 )
+from vdx.errors import CATALOGUE
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 

@@ -10,7 +10,8 @@ from alembic import command
 from sqlalchemy import column, insert, inspect, select, table
 
 from tests.registry_support import database
-from vdx import registry, store
+from vdx import store
+from vdx.registry import nodes as registry
 from vdx.store import NodeRow
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

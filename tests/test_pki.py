@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.sigkit import G22, H41, H49, World
-from vdx import pki
+from vdx.xmldsig import pki
 
 pytest_plugins = ("tests.sigfixtures",)  # the PKI world and verifier fixtures
 

@@ -12,9 +12,9 @@ import pika.exceptions
 import pytest
 
 from tests.registry_support import amqp_url_for, temp_vhost, unique_code
-from vdx import provision
+from vdx.broker import provision
+from vdx.broker.provision import BrokerSettings, ManagementApi
 from vdx.errors import TransportError
-from vdx.provision import BrokerSettings, ManagementApi
 
 pytestmark = pytest.mark.rabbitmq
 

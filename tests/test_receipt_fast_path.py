@@ -25,10 +25,9 @@ from signxml.exceptions import InvalidSignature
 
 from tests.conftest import require_service
 from tests.test_receipts import examples, receipts
-from vdx import ledger, pki
-from vdx.errors import SignatureError
-from vdx.inbound import verify_receipt
-from vdx.receipts import (
+from vdx.client.checks import verify_receipt
+from vdx.core import ledger
+from vdx.core.receipts import (
     Receipt,
     Rejection,
     _canonical_body,
@@ -38,9 +37,11 @@ from vdx.receipts import (
     sign_receipt,
     signed_receipt,
 )
-from vdx.schema import DS_NS
-from vdx.signing import Signer
-from vdx.xmlsafe import parse_untrusted
+from vdx.core.schema import DS_NS
+from vdx.core.xmlsafe import parse_untrusted
+from vdx.errors import SignatureError
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
 
 G22, H41 = "000.00.00.G22", "000.00.00.H41"
 WHEN = datetime(2026, 11, 22, 3, 4, 5, 123456, tzinfo=UTC)
@@ -163,13 +164,13 @@ def test_fast_path_is_what_the_round_trip_made(hub, name):
 
 def test_the_direct_path_never_round_trips(hub, monkeypatch):
     """signed_receipt (the hub's make_receipt) never builds, parses or checks bytes."""
-    import vdx.receipts
+    import vdx.core.receipts
 
     def no_round_trip(*_args, **_kwargs):
         raise AssertionError("the round trip through bytes was taken")
 
-    monkeypatch.setattr(vdx.receipts, "build_receipt", no_round_trip)
-    monkeypatch.setattr(vdx.receipts, "load_receipt_tree", no_round_trip)
+    monkeypatch.setattr(vdx.core.receipts, "build_receipt", no_round_trip)
+    monkeypatch.setattr(vdx.core.receipts, "load_receipt_tree", no_round_trip)
     r = examples()["accepted"]
     XMLVerifier().verify(signed_receipt(r, hub), x509_cert=hub.certificate)
     with pytest.raises(AssertionError, match="round trip"):  # sign_receipt: checked

@@ -12,10 +12,10 @@ from signxml import XMLVerifier
 from signxml.exceptions import InvalidSignature
 
 from tests.conftest import require_service
-from vdx import pki
+from vdx.core.receipts import Receipt, parse_receipt, sign_receipt
 from vdx.errors import SignatureError
-from vdx.receipts import Receipt, parse_receipt, sign_receipt
-from vdx.signing import Signer
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
 
 
 @pytest.fixture(scope="module", params=["ecdsa", "rsa"])

@@ -1,5 +1,5 @@
-"""``vdx.inbound.verify_receipt`` against signxml: the SDK's receipt check, now done with
-``vdx.verify.check_enveloped_signature`` (libxml2's C14N and ``cryptography``), must
+"""``vdx.client.checks.verify_receipt`` against signxml: the SDK's receipt check, now done with
+``vdx.xmldsig.verify.check_enveloped_signature`` (libxml2's C14N and ``cryptography``), must
 agree with the signxml check it replaces (:func:`signxml_verify_receipt`, kept here as the
 reference, exactly as ``vdx/inbound.py`` had it).
 
@@ -53,10 +53,8 @@ from signxml.exceptions import InvalidDigest, SignXMLException
 
 from tests.test_receipt_fast_path import _awkward
 from tests.test_receipts import examples, receipts
-from vdx import pki
-from vdx.errors import SignatureError, VdxError
-from vdx.inbound import verify_receipt
-from vdx.receipts import (
+from vdx.client.checks import verify_receipt
+from vdx.core.receipts import (
     RECEIPT_NS,
     Receipt,
     build_receipt,
@@ -65,8 +63,10 @@ from vdx.receipts import (
     sign_receipt,
     signed_receipt,
 )
-from vdx.schema import DS_NS
-from vdx.signing import Signer, xml_parser
+from vdx.core.schema import DS_NS
+from vdx.errors import SignatureError, VdxError
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer, xml_parser
 
 DS = f"{{{DS_NS}}}"
 R = f"{{{RECEIPT_NS}}}"
@@ -79,7 +79,7 @@ INC = CanonicalizationMethod.CANONICAL_XML_1_0.value
 # --------------------------------------------------------------- the reference --
 
 def signxml_verify_receipt(body: bytes, hub_certificate: x509.Certificate | None) -> Receipt:
-    """``vdx.inbound.verify_receipt`` as it was with signxml (the reference)."""
+    """``vdx.client.checks.verify_receipt`` as it was with signxml (the reference)."""
     tree = load_receipt_tree(body)
     if hub_certificate is None:
         return receipt_from_tree(tree)

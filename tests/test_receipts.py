@@ -19,10 +19,9 @@ from lxml import etree
 from signxml import XMLSigner, XMLVerifier
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 
-from vdx import ledger, schema
-from vdx.errors import CATALOGUE, EnvelopeError, RoutingError, VdxError
-from vdx.model import STATUS_CODES
-from vdx.receipts import (
+from vdx.core import ledger, schema
+from vdx.core.model import STATUS_CODES
+from vdx.core.receipts import (
     KINDS,
     RECEIPT_NS,
     Receipt,
@@ -34,6 +33,7 @@ from vdx.receipts import (
     receipt_from_tree,
     sign_receipt,
 )
+from vdx.errors import CATALOGUE, EnvelopeError, RoutingError, VdxError
 
 SHA = hashlib.sha256(b"package").hexdigest()
 WHEN = datetime(2026, 11, 22, 3, 4, 5, 123456, tzinfo=UTC)
@@ -297,7 +297,7 @@ def hub_key():
 
 
 def _enveloped_signer(key, cert):
-    """What the hub's signer does for receipts (the settings of vdx.signing): signxml
+    """What the hub's signer does for receipts (the settings of vdx.xmldsig.sign): signxml
     appends the enveloped signature as the last child of the root when no placeholder
     says otherwise."""
     def sign(data: bytes) -> bytes:

@@ -18,9 +18,11 @@ from tests.registry_support import (
     pem,
     unique_code,
 )
-from vdx import pki, registry, store
+from vdx import store
+from vdx.core.identifiers import identifier_problem
 from vdx.errors import RegistryError, SignatureError
-from vdx.identifiers import identifier_problem
+from vdx.registry import nodes as registry
+from vdx.xmldsig import pki
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 ACTOR = "admin@test"
@@ -331,8 +333,8 @@ def test_a_suspended_node_may_rotate(sessions, test_pki, check):
 
 def test_the_verifier_pins_signatures_to_the_registry(sessions, test_pki, check):
     from tests.sigkit import package
-    from vdx.signing import Signer
-    from vdx.verify import Verifier
+    from vdx.xmldsig.sign import Signer
+    from vdx.xmldsig.verify import Verifier
 
     code = unique_code()
     old_key, old = test_pki.issue_with_key(code)

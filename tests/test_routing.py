@@ -7,9 +7,9 @@ from datetime import date, datetime
 
 import pytest
 
-from vdx import model
+from vdx.core import model
+from vdx.core.routing import KnownDocument, route
 from vdx.errors import VdxError
-from vdx.routing import KnownDocument, route
 
 G22, H41, H49, H14 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H49", "000.00.00.H14"
 DOC_ID = f"{G22},2026/11/22,12/QĐ-TTg"

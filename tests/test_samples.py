@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import vdx
-from vdx.model import StatusPackage
+from vdx.core.model import StatusPackage
 
 # file -> the codes of its problems, in order ([] means valid)
 EXPECTED = {

@@ -8,9 +8,9 @@ import pytest
 import xmlschema
 from lxml import etree
 
-from vdx import schema
+from vdx.core import schema
+from vdx.core.xmlsafe import parse_untrusted
 from vdx.errors import VdxError
-from vdx.xmlsafe import parse_untrusted
 
 from .conftest import shared_dir
 

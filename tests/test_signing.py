@@ -21,10 +21,10 @@ from tests.sigkit import (
     signature_of,
     tree_of,
 )
-from vdx import pki
 from vdx.errors import EnvelopeError, SignatureError
-from vdx.signing import Signer
-from vdx.verify import Verifier
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
+from vdx.xmldsig.verify import Verifier
 
 pytest_plugins = ("tests.sigfixtures",)  # the PKI world and verifier fixtures
 
@@ -87,7 +87,7 @@ def test_signer_signs_many_packages_without_reloading_its_key(
         raise AssertionError("a key was loaded while signing")
 
     monkeypatch.setattr("signxml.signer.load_pem_private_key", no_loading)
-    monkeypatch.setattr("vdx.pki.load_private_key", no_loading)
+    monkeypatch.setattr("vdx.xmldsig.pki.load_private_key", no_loading)
     for subject in ("một", "hai", "ba"):
         signed = signer.sign(package(subject=subject))
         assert verifier.verify(signed, G22, world.registered).sender_code == G22
@@ -119,7 +119,7 @@ def test_refuses_to_sign_twice(world: World) -> None:
     (b"", "envelope.empty"),
     (b"<x/>", "envelope.wrong_root"),
     (b'<!DOCTYPE a [<!ENTITY e SYSTEM "file:///etc/passwd">]><a>&e;</a>', "envelope.dtd_forbidden"),
-    (f'<edXML xmlns="{vdx.xmlsafe.EDXML_NS}"/>'.encode(), "envelope.schema"),
+    (f'<edXML xmlns="{vdx.core.xmlsafe.EDXML_NS}"/>'.encode(), "envelope.schema"),
 ])
 def test_refuses_what_is_not_a_package(world: World, data: bytes, code: str) -> None:
     with pytest.raises(EnvelopeError) as err:
@@ -131,7 +131,7 @@ def test_signer_copies_documents_as_signxml_would(world: World) -> None:
     """The deep copy that replaces signxml's serialise-and-parse yields the same bytes."""
     from signxml import XMLSigner
 
-    from vdx.signing import _Signer
+    from vdx.xmldsig.sign import _Signer
 
     root = tree_of(package()).getroot()
     ours = _Signer(world.agencies[G22].signer.algorithm).get_root(root)

@@ -1,4 +1,4 @@
-"""A recipient's current status is its furthest by meaning (vdx.status_order): the pure
+"""A recipient's current status is its furthest by meaning (vdx.core.status_order): the pure
 order, then the places that report it on a real hub: the gateway's getSentEdocList and
 ``vdx document show``, with statuses published out of order."""
 
@@ -14,9 +14,10 @@ from vdx_cli.cli import main
 
 from tests.gateway_support import running_gateway
 from tests.hub_support import Agency, running_hub
-from vdx import audit, model
-from vdx.client import NodeClient
-from vdx.status_order import RANKS, current_status, status_rank, supersedes
+from vdx.client.node import NodeClient
+from vdx.core import model
+from vdx.core.status_order import RANKS, current_status, status_rank, supersedes
+from vdx.hub import audit
 
 # ------------------------------------------------------------------------------ pure
 

@@ -40,9 +40,9 @@ from tests.sigkit import (
     to_bytes,
     tree_of,
 )
-from vdx import pki
 from vdx.errors import SignatureError, VdxError
-from vdx.verify import TrustStore, TrustStoreError, VerificationPolicy, Verified, Verifier
+from vdx.xmldsig import pki
+from vdx.xmldsig.verify import TrustStore, TrustStoreError, VerificationPolicy, Verified, Verifier
 
 Registry = dict[str, list[x509.Certificate]]
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -282,7 +282,7 @@ def _duplicate_signature(where: str | None):
 
 
 def _placeholder(header: etree._Element) -> None:
-    """What legacy software writes where the signature goes (vdx.quirks)."""
+    """What legacy software writes where the signature goes (vdx.core.quirks)."""
     placeholder = etree.SubElement(header, f"{E}Signature")
     etree.SubElement(placeholder, f"{E}SignatureValue").text = "AAAA"
 
@@ -463,7 +463,7 @@ def test_signed_tree_holds_only_the_signed_content(world: World, verifier: Verif
     assert find(signed, "//e:Code/e:CodeNumber").text == "7816"
     assert not signed.xpath("//comment()")
     assert not signed.xpath("//ds:Signature", namespaces=NS)
-    assert vdx.envelope.from_tree(signed).code.number == "7816"
+    assert vdx.core.envelope.from_tree(signed).code.number == "7816"
 
 
 def test_verify_leaves_the_input_tree_untouched(world: World, verifier: Verifier) -> None:
@@ -643,7 +643,7 @@ def test_intermediate_ca_from_the_trust_store_completes_the_chain(world: World) 
                                                  fromlist=["SHA256"]).SHA256()))
     leaf_key, leaf = pki.issue_agency_certificate(key, sub_cert, G22, "via sub CA")
     sub_crl = pki.build_crl(key, sub_cert, {}, number=1)
-    from vdx.signing import Signer
+    from vdx.xmldsig.sign import Signer
     data = Signer(leaf_key, leaf).sign(package())
     registry = lambda code: [leaf]  # noqa: E731
     with pytest.raises(SignatureError) as err:

@@ -1,6 +1,6 @@
 """Step 5 against signxml: the hub's own XML-DSig check must agree with signxml's.
 
-:mod:`vdx.verify` checks the signature value and the digest itself (no canonical copy of
+:mod:`vdx.xmldsig.verify` checks the signature value and the digest itself (no canonical copy of
 the document, attachments hashed from their text). signxml 5.2, which did it before, is
 the reference: :class:`SignxmlVerifier` is the previous ``check_xml_signature``. For every
 package here both accept, or both refuse with the same code, and what ours returns as the
@@ -38,10 +38,10 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidSignatu
 
 from tests.sigkit import C14N, DS, EXC_C14N, G22, H41, H49, E, World, package, to_bytes, tree_of
 from tests.test_verify import CASES
-from vdx import verify as vdx_verify
 from vdx.errors import SignatureError, VdxError
-from vdx.signing import DS_SIGNATURE, xml_parser
-from vdx.verify import VerificationPolicy, Verified, Verifier
+from vdx.xmldsig import verify as vdx_verify
+from vdx.xmldsig.sign import DS_SIGNATURE, xml_parser
+from vdx.xmldsig.verify import VerificationPolicy, Verified, Verifier
 
 pytest_plugins = ("tests.sigfixtures",)  # the PKI world and verifier fixtures
 
@@ -59,7 +59,7 @@ class _XMLVerifier(XMLVerifier):
 
 
 class SignxmlVerifier(Verifier):
-    """``Verifier`` whose step 5 is signxml's, as vdx.verify had it until it checked the
+    """``Verifier`` whose step 5 is signxml's, as vdx.xmldsig.verify had it until it checked the
     signature itself; ``results`` keeps signxml's ``VerifyResult`` of each success."""
 
     def __init__(self, *args, **kwargs) -> None:

@@ -40,7 +40,8 @@ from tests.gateway_support import GatewayWorld, running_gateway, serve_http
 from tests.hub_support import Agency, running_hub
 from tests.vxp_sdk import runner
 from tests.vxp_sdk.runner import SDK_VERSIONS, ZONES, SdkCall, SdkDriver, params
-from vdx import build, model, parse
+from vdx import build, parse
+from vdx.core import model
 
 pytestmark = pytest.mark.rabbitmq
 

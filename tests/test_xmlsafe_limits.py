@@ -1,6 +1,6 @@
 """The parse limits' quick look in C must never miss what the walk over every node refuses.
 
-``vdx.xmlsafe._check_limits`` first asks XPath and lxml's C iterators whether a tree may
+``vdx.core.xmlsafe._check_limits`` first asks XPath and lxml's C iterators whether a tree may
 exceed its limits, and walks it in Python (``_walk_limits``) only then. Here both are run
 on the same trees: whenever the walk alone refuses, ``_check_limits`` refuses with the
 same code, line and path.
@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from vdx.errors import EnvelopeError
-from vdx.xmlsafe import (
+from vdx.core.xmlsafe import (
     EDXML_NS,
     ParseLimits,
     _check_limits,
     _walk_limits,
     parse_untrusted,
 )
+from vdx.errors import EnvelopeError
 
 SMALL = ParseLimits(max_bytes=1 << 20, max_depth=6, max_text=40, max_attribute=20)
 E = f"{{{EDXML_NS}}}"

@@ -29,9 +29,9 @@ from tests.sigkit import (
     to_bytes,
     tree_of,
 )
-from vdx import pki
 from vdx.errors import SignatureError
-from vdx.verify import VerificationPolicy, Verifier
+from vdx.xmldsig import pki
+from vdx.xmldsig.verify import VerificationPolicy, Verifier
 
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"

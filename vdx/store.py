@@ -9,7 +9,7 @@ written into the checkout. ``postgresql://`` URLs use psycopg 3 (the driver this
 installs) unless they name another driver.
 
 The registry tables are defined here (nodes, their certificate history, the admin log);
-the hub's journal (:mod:`vdx.journal`) adds its own tables on the same :class:`Base` in
+the hub's journal (:mod:`vdx.hub.journal`) adds its own tables on the same :class:`Base` in
 later migrations. The schema changes only through the migrations shipped in
 ``vdx/migrations`` (:func:`migrate`), never through ``create_all``.
 
@@ -118,7 +118,7 @@ class NodeRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    # The node's broker user (vdx.provision.node_account): the AMQP user_id its packages
+    # The node's broker user (vdx.broker.provision.node_account): the AMQP user_id its packages
     # must carry. Recorded, not derived, so a registry from before accounts were named
     # per vhost keeps working until its credentials are reset.
     broker_user: Mapped[str] = mapped_column(
@@ -146,7 +146,7 @@ class CertificateRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     node_code: Mapped[str] = mapped_column(ForeignKey("nodes.code"), index=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of DER, hex
-    serial: Mapped[str] = mapped_column(String(64))  # 0x-prefixed hex, as vdx.pki shows it
+    serial: Mapped[str] = mapped_column(String(64))  # 0x-prefixed hex, as vdx.xmldsig.pki shows it
     subject: Mapped[str] = mapped_column(Text)
     issuer: Mapped[str] = mapped_column(Text)
     pem: Mapped[str] = mapped_column(Text)

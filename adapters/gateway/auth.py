@@ -71,8 +71,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from vdx.core.model import VIETNAM_TZ
 from vdx.errors import GatewayError
-from vdx.model import VIETNAM_TZ
 
 PREFIX = "XroadVnpt-"
 SDK_VERSION = "3.0.201608"

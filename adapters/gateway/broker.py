@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 
-from vdx.broker import SUBMIT_EXCHANGE, inbox_queue
+from vdx.broker.channel import SUBMIT_EXCHANGE, inbox_queue
 from vdx.errors import TransportError
 
 log = logging.getLogger("vdx.gateway")

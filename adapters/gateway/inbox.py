@@ -14,10 +14,10 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from vdx.envelope import parse
+from vdx.core.envelope import parse
+from vdx.core.model import StatusPackage
+from vdx.core.receipts import parse_receipt
 from vdx.errors import EnvelopeError, VdxError
-from vdx.model import StatusPackage
-from vdx.receipts import parse_receipt
 
 from . import mailbox
 from .broker import InboxMessage

@@ -20,16 +20,16 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
-
-from vdx.gateway import (
+from vdx_adapters.gateway.tables import (
     GatewayMailboxRow,
     GatewayNonceRow,
     GatewaySentRecipientRow,
     GatewaySentRow,
 )
-from vdx.model import STATUS_MEANINGS
-from vdx.receipts import Receipt
-from vdx.status_order import status_rank, supersedes
+
+from vdx.core.model import STATUS_MEANINGS
+from vdx.core.receipts import Receipt
+from vdx.core.status_order import status_rank, supersedes
 from vdx.store import utcnow
 
 log = logging.getLogger("vdx.gateway")
@@ -245,7 +245,7 @@ def apply_status(session: Session, node: str, about_sender: str, document_id: st
     """A recipient's status (01…16) about a document ``node`` sent through the gateway.
 
     ``receiveStatus`` is the recipient's furthest status by meaning
-    (:mod:`vdx.status_order`), whatever order the statuses arrive in."""
+    (:mod:`vdx.core.status_order`), whatever order the statuses arrive in."""
     if about_sender != node:
         return False  # a recall (13) sent to this node: not about its own document
     if status_rank(code) is None:

@@ -2,7 +2,7 @@
 
 ``vdx gateway run`` calls :func:`config_from_env` and :func:`serve`. The gateway uses the
 hub's configuration (``VDX_DATABASE_URL``, ``VDX_AMQP_URL`` for the vhost, ``VDX_TRUST_DIR``
-…, see :class:`vdx.admin.HubConfig`) and its own broker account, from
+…, see :class:`vdx.registry.admin.HubConfig`) and its own broker account, from
 ``$VDX_GATEWAY_AMQP_URL`` or the credentials file ``vdx gateway add-system`` wrote.
 ``VDX_GATEWAY_KEY`` opens encrypted system secrets (:mod:`vdx.gateway`).
 """
@@ -15,8 +15,8 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from vdx.admin import HubConfig
 from vdx.errors import TransportError
+from vdx.registry.admin import HubConfig
 
 from .service import GatewayConfig
 from .systems import default_credentials_file
@@ -46,7 +46,7 @@ def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8080) -> N
     """Serve until SIGTERM/SIGINT (uvicorn's handlers), then drain and stop."""
     import uvicorn
 
-    from vdx.trust import TrustStoreError
+    from vdx.xmldsig.trust import TrustStoreError
 
     from .app import create_app
     from .service import Gateway

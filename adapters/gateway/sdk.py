@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from vdx.model import VIETNAM_TZ
+from vdx.core.model import VIETNAM_TZ
 
 from .auth import PREFIX, SDK_USER_AGENT, SDK_VERSION, format_timestamp, sdk_hash_file
 

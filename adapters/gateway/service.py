@@ -30,16 +30,18 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from vdx_adapters.gateway import tables as gateway
 
-from vdx import gateway, registry, store
-from vdx.admin import HubConfig
+from vdx import store
+from vdx.core.model import DocumentPackage, StatusPackage
+from vdx.core.quirks import placeholder_signatures
+from vdx.core.xmlsafe import ParseLimits, parse_untrusted
 from vdx.errors import GatewayError, SignatureError, TransportError, VdxError
-from vdx.model import DocumentPackage, StatusPackage
-from vdx.pipeline import admit, claimed_sender
-from vdx.quirks import placeholder_signatures
-from vdx.runtime import RegistryView
-from vdx.signing import DS_SIGNATURE, Signer
-from vdx.xmlsafe import ParseLimits, parse_untrusted
+from vdx.hub.pipeline import admit, claimed_sender
+from vdx.hub.supervisor import RegistryView
+from vdx.registry import nodes as registry
+from vdx.registry.admin import HubConfig
+from vdx.xmldsig.sign import DS_SIGNATURE, Signer
 
 from . import inbox, mailbox, wire
 from .auth import (
@@ -88,8 +90,8 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, engine: Engine | None = None,
                  clock: Callable[[], datetime] = store.utcnow) -> None:
-        from vdx.trust import TrustStore
-        from vdx.verify import Verifier
+        from vdx.xmldsig.trust import TrustStore
+        from vdx.xmldsig.verify import Verifier
 
         self.config = config
         self.engine = engine or store.make_engine(config.hub.database_url)

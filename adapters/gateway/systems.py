@@ -1,12 +1,12 @@
 """The administrator's side of the gateway: connected systems, signing keys, its account.
 
 What ``vdx gateway add-system / set-policy / systems / remove-system / sign-for`` do, in
-the order :class:`vdx.admin.Admin` keeps the database and the broker consistent: validate
+the order :class:`vdx.registry.admin.Admin` keeps the database and the broker consistent: validate
 and flush first (every refusal happens before the broker is touched), then change the
 broker, then commit. A broker failure rolls the database back; running the same command
 again repairs a half-done one.
 
-The gateway's broker account (:func:`vdx.gateway.gateway_user`) is created with the first
+The gateway's broker account (:func:`vdx.registry.delegates.gateway_user`) is created with the first
 system and its rights follow the set of served nodes: read exactly their inboxes, write
 ``vdx.submit``. Its password is written once, when the account is created, to a 0600
 credentials file that ``vdx gateway run`` reads; ``vdx gateway credentials --reset``
@@ -21,10 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vdx import gateway, pki, provision, registry, store
-from vdx.admin import Admin
+from vdx_adapters.gateway import tables as gateway
+
+from vdx import store
+from vdx.broker import provision
+from vdx.broker.provision import Credentials
 from vdx.errors import GatewayError
-from vdx.provision import Credentials
+from vdx.registry import nodes as registry
+from vdx.registry.admin import Admin
+from vdx.xmldsig import pki
 
 from .auth import POLICIES, READINGS
 

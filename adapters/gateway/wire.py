@@ -60,9 +60,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from vdx.core.model import VIETNAM_TZ
 from vdx.errors import VdxError
-from vdx.model import VIETNAM_TZ
-from vdx.registry import Node
+from vdx.registry.nodes import Node
 
 from .mailbox import MailboxItem, SentLine
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from alembic import context
 
-from vdx import gateway, journal, store
+from vdx import store
+from vdx.hub import journal
+from vdx.registry import delegates
 
 # Every module that defines tables on store.Base must be imported here for
 # ``alembic revision --autogenerate`` to see its tables (upgrades do not need it).
 target_metadata = store.Base.metadata
 assert journal.DocumentRow.__table__.metadata is target_metadata
-assert gateway.GatewaySystemRow.__table__.metadata is target_metadata
+assert delegates.GatewaySystemNodeRow.__table__.metadata is target_metadata
+try:  # the VXP gateway's own tables, in the same database and migrations
+    from vdx_adapters.gateway import tables as gateway_tables
+except ImportError:  # pragma: no cover - the adapters are installed with the hub
+    gateway_tables = None
+else:
+    assert gateway_tables.GatewaySystemRow.__table__.metadata is target_metadata
 
 
 def run_migrations() -> None:

@@ -5,7 +5,7 @@ Revises: 0005_gateway_policy
 Create Date: 2026-12-05
 
 Broker users are global while vhosts are not, so a node's account is now named
-``CODE@VHOST`` outside the default vhost (:func:`vdx.provision.node_account`). Nodes
+``CODE@VHOST`` outside the default vhost (:func:`vdx.broker.provision.node_account`). Nodes
 registered before this revision logged in as their bare code: that name is recorded for
 them, so nothing changes for a running hub. ``vdx init`` lists the nodes whose account is
 not yet named per vhost, and ``vdx node credentials CODE --reset`` moves one (a password

@@ -1,0 +1,471 @@
+"""Broker provisioning through the RabbitMQ management HTTP API (the broker-admin edge).
+
+**Topology** (:data:`HUB_TOPOLOGY`, declared by ``vdx init``):
+
+- ``vdx.submit``, a *topic* exchange bound to the hub's queue with ``#``: agencies may put
+  anything in the routing key and the hub still gets it; a later split (statuses to
+  their own queue, say) is one more binding, not a change agencies have to make.
+- ``vdx.deliver``, a *direct* exchange: routing key = recipient code, one binding per
+  node inbox, so a delivery reaches exactly that inbox.
+- ``vdx.dlx``, a *fanout* dead-letter exchange into ``vdx.hub.dead``: whatever is
+  dead-lettered lands there whatever its routing key.
+- Quorum queues, durable: ``vdx.hub.submit`` with ``x-delivery-limit`` (a message that
+  keeps killing workers is dead-lettered instead of looping) and at-least-once
+  dead-lettering, ``vdx.hub.dead``, and per node ``vdx.node.<code>.inbox``, which
+  dead-letters what its adapter rejects (no delivery limit: a recipient's restarts must
+  never turn a document into a dead letter).
+
+**Node accounts.** Each node has one broker user, named after its code and the hub's
+vhost (:func:`node_account`: ``000.00.00.G22`` in the default vhost,
+``000.00.00.G22@training`` in vhost ``training``), and the registry records that name.
+RabbitMQ refuses a message whose ``user_id`` property differs from the authenticated user,
+and the hub requires ``user_id`` == the sender's recorded account, so tying the name to
+the node is what makes "no node can publish as another" hold. Broker users are global
+while vhosts are not: the vhost in the name keeps two hubs on one broker (production and
+training) from ever sharing, resetting or deleting each other's accounts, and an account
+that already holds rights in another vhost is never taken over
+(:func:`provision_node` refuses it; :func:`close_node_account` only withdraws this
+vhost's rights from it). Permissions in the hub's vhost are exactly
+(:func:`node_permissions`): configure ``^$`` (declare or delete nothing), write
+``^vdx\\.submit$`` (not the default exchange, not ``vdx.deliver``), read its own inbox.
+No tags, so no management access. Passwords come from :mod:`secrets`, are returned once in
+:class:`Credentials` and never stored by the hub; RabbitMQ keeps only its salted hash.
+
+Every ``ensure_*`` function is idempotent (PUT of the same definition, binding POSTs that
+do not duplicate), so a run that failed halfway is repaired by running it again. A
+definition that exists with different settings is refused with the way to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+# The names are the hub runtime's (vdx.broker): one definition for both sides.
+from vdx.broker.channel import (
+    DEAD_QUEUE,
+    DEFAULT_AMQP_URL,
+    DELIVER_EXCHANGE,
+    SUBMIT_EXCHANGE,
+    SUBMIT_QUEUE,
+    inbox_queue,
+    node_account,
+)
+from vdx.errors import RegistryError, TransportError
+
+DEAD_LETTER_EXCHANGE = "vdx.dlx"
+# Above the hub's own poison threshold (vdx.hub.worker.POISON_AFTER): the hub refuses a poison
+# message itself, with a receipt; the broker's limit is the backstop for a message that
+# kills the worker process before it can count.
+SUBMIT_DELIVERY_LIMIT = 10
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker and its management API are, and the vhost the hub lives in."""
+
+    api_url: str
+    user: str
+    password: str = field(repr=False)
+    vhost: str = "/"
+    amqp_host: str = "127.0.0.1"
+    amqp_port: int = 5672
+    amqp_user: str = "guest"  # the hub's own AMQP login (the management login may differ)
+
+    @classmethod
+    def from_env(cls) -> BrokerSettings:
+        """From ``$VDX_AMQP_URL`` (credentials, host and vhost: the hub's own connection)
+        and ``$VDX_MANAGEMENT_URL`` (default ``http://<amqp host>:15672``; credentials
+        in it, if any, override those of the AMQP URL)."""
+        amqp = urlsplit(os.environ.get("VDX_AMQP_URL") or DEFAULT_AMQP_URL)
+        user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
+        amqp_user = user
+        host = amqp.hostname or "127.0.0.1"
+        vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
+        api = urlsplit(os.environ.get("VDX_MANAGEMENT_URL") or f"http://{host}:15672")
+        if api.username:
+            user, password = unquote(api.username), unquote(api.password or "")
+        netloc = api.hostname or host
+        if api.port:
+            netloc += f":{api.port}"
+        return cls(f"{api.scheme}://{netloc}{api.path.rstrip('/')}", user, password, vhost,
+                   host, amqp.port or 5672, amqp_user)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A node's broker login, returned once when created or reset. Never stored by the hub."""
+
+    username: str
+    password: str = field(repr=False)
+    vhost: str
+    host: str
+    port: int
+
+    @property
+    def amqp_url(self) -> str:
+        """The URL an adapter connects with (it contains the password)."""
+        return (f"amqp://{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+                f"@{self.host}:{self.port}/{quote(self.vhost, safe='')}")
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {"username": self.username, "password": self.password, "vhost": self.vhost,
+                "host": self.host, "port": self.port, "amqp_url": self.amqp_url}
+
+
+def write_credentials(path: str | Path, credentials: Credentials) -> Path:
+    """Write ``credentials`` as JSON to ``path``, mode 0600 from the first byte."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")  # 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(credentials.to_dict(), f, indent=2)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# ----------------------------------------------------------------------- the topology
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class BindingSpec:
+    exchange: str
+    queue: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchanges: tuple[ExchangeSpec, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
+    bindings: tuple[BindingSpec, ...] = ()
+
+
+HUB_TOPOLOGY = Topology(
+    exchanges=(ExchangeSpec(SUBMIT_EXCHANGE, "topic"), ExchangeSpec(DELIVER_EXCHANGE, "direct"),
+               ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout")),
+    queues=(
+        QueueSpec(SUBMIT_QUEUE, {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": SUBMIT_DELIVERY_LIMIT,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            # At-least-once: a dead letter is kept until vdx.hub.dead confirms it (RabbitMQ
+            # 3.10+); that strategy requires reject-publish on overflow.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }),
+        QueueSpec(DEAD_QUEUE, {"x-queue-type": "quorum"}),
+    ),
+    bindings=(BindingSpec(SUBMIT_EXCHANGE, SUBMIT_QUEUE, "#"),
+              BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_QUEUE, "")),
+)
+
+
+def node_topology(code: str) -> Topology:
+    """The node's inbox, bound from ``vdx.deliver`` with its code as the routing key."""
+    queue = inbox_queue(code)
+    return Topology(
+        queues=(QueueSpec(queue, {"x-queue-type": "quorum",
+                                  "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}),),
+        bindings=(BindingSpec(DELIVER_EXCHANGE, queue, code),),
+    )
+
+
+@dataclass(frozen=True)
+class Permissions:
+    configure: str
+    write: str
+    read: str
+
+
+def node_permissions(code: str) -> Permissions:
+    """Exactly what a node's account may touch in the hub's vhost (see the module doc)."""
+    return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
+                       read=f"^{re.escape(inbox_queue(code))}$")
+
+
+# ------------------------------------------------------------------ the HTTP client
+
+
+class ManagementApi:
+    """The handful of management API calls provisioning needs, over :mod:`urllib`.
+
+    Every failure is a :class:`~vdx.errors.TransportError` (``transport.unavailable``)
+    whose message says what the broker answered.
+    """
+
+    def __init__(self, settings: BrokerSettings, timeout: float = 10.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        token = b64encode(f"{settings.user}:{settings.password}".encode()).decode()
+        self._auth = f"Basic {token}"
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                missing_ok: bool = False) -> Any:
+        """``method`` ``/api/<path>``; the decoded JSON answer, ``None`` for an empty one
+        (or for 404 when ``missing_ok``)."""
+        url = f"{self.settings.api_url}/api/{path}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method, headers={
+            "Authorization": self._auth, "Content-Type": "application/json",
+            "X-Reason": "vdx provisioning"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and missing_ok:
+                return None
+            raise TransportError("transport.unavailable", self._refusal(method, path, exc)) \
+                from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TransportError(
+                "transport.unavailable",
+                f"cannot reach the RabbitMQ management API at {self.settings.api_url} "
+                f"({reason}); is the broker up and `rabbitmq-plugins enable "
+                f"rabbitmq_management` done? (set VDX_MANAGEMENT_URL if it is elsewhere)",
+            ) from exc
+        return json.loads(raw) if raw.strip() else None
+
+    def _refusal(self, method: str, path: str, exc: urllib.error.HTTPError) -> str:
+        try:
+            answer = json.loads(exc.read() or b"{}")
+            reason = answer.get("reason") or answer.get("error") or exc.reason
+        except (ValueError, AttributeError):
+            reason = exc.reason
+        if exc.code == 401:
+            return (f"the management API refused user {self.settings.user!r} (401); give an "
+                    f"administrator's credentials in VDX_AMQP_URL or VDX_MANAGEMENT_URL")
+        return f"the broker refused {method} /api/{unquote(path)}: {exc.code} {reason}"
+
+    # Small helpers so callers read as what they do.
+    def get(self, path: str) -> Any:
+        return self.request("GET", path, missing_ok=True)
+
+    def put(self, path: str, body: Any) -> None:
+        self.request("PUT", path, body)
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path, missing_ok=True)
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+# ----------------------------------------------------------------------- provisioning
+
+
+def ensure_vhost(api: ManagementApi, vhost: str) -> bool:
+    """Create ``vhost`` if missing and let the admin user (the hub) use it; True if created."""
+    if api.get(f"vhosts/{_q(vhost)}") is not None:
+        return False
+    api.put(f"vhosts/{_q(vhost)}", {"description": "VDX hub"})
+    api.put(f"permissions/{_q(vhost)}/{_q(api.settings.user)}",
+            {"configure": ".*", "write": ".*", "read": ".*"})
+    return True
+
+
+def ensure_topology(api: ManagementApi, vhost: str, topology: Topology = HUB_TOPOLOGY) -> None:
+    """Declare ``topology`` (default the hub's); idempotent."""
+    v = _q(vhost)
+    for ex in topology.exchanges:
+        _refuse_mismatch(api.get(f"exchanges/{v}/{_q(ex.name)}"), "exchange", ex.name,
+                         {"type": ex.type, "durable": True})
+        api.put(f"exchanges/{v}/{_q(ex.name)}", {"type": ex.type, "durable": True,
+                                                 "auto_delete": False, "internal": False,
+                                                 "arguments": {}})
+    for queue in topology.queues:
+        _refuse_mismatch(api.get(f"queues/{v}/{_q(queue.name)}"), "queue", queue.name,
+                         {"durable": True, "arguments": dict(queue.arguments)})
+        api.put(f"queues/{v}/{_q(queue.name)}", {"durable": True, "auto_delete": False,
+                                                 "arguments": dict(queue.arguments)})
+    for b in topology.bindings:
+        if not has_binding(api, vhost, b):
+            api.request("POST", f"bindings/{v}/e/{_q(b.exchange)}/q/{_q(b.queue)}",
+                        {"routing_key": b.routing_key, "arguments": {}})
+
+
+def has_binding(api: ManagementApi, vhost: str, binding: BindingSpec) -> bool:
+    found = api.get(f"bindings/{_q(vhost)}/e/{_q(binding.exchange)}/q/{_q(binding.queue)}")
+    return any(b.get("routing_key") == binding.routing_key for b in found or ())
+
+
+def _refuse_mismatch(actual: Mapping[str, Any] | None, kind: str, name: str,
+                     expected: Mapping[str, Any]) -> None:
+    # The broker would refuse the PUT with a bare "inequivalent arg"; say which and how.
+    if actual is None:
+        return
+    differs = {k: (actual.get(k), v) for k, v in expected.items() if actual.get(k) != v}
+    if differs:
+        shown = "; ".join(f"{k} is {a!r}, expected {e!r}" for k, (a, e) in differs.items())
+        raise TransportError(
+            "transport.unavailable",
+            f"{kind} {name} exists with other settings ({shown}); delete it (after draining "
+            f"it) with `rabbitmqctl delete_{kind} {name}` and run `vdx init` again")
+
+
+def provision_node(api: ManagementApi, vhost: str, code: str, *, account: str | None = None,
+                   new_password: bool = False, create_user: bool = True) -> Credentials | None:
+    """Give node ``code`` its inbox and its broker user ``account`` (default
+    :func:`node_account`); idempotent.
+
+    Returns fresh :class:`Credentials` when the account had to be created or when
+    ``new_password`` (a new registration, or a reset) asks for one; otherwise ``None`` and
+    the existing password stays valid. With ``create_user=False`` a missing account is
+    left missing (repairs that must not mint passwords nobody asked for). An account that
+    holds rights in another vhost belongs to another hub: refused with
+    ``registry.account_taken`` before anything is changed.
+    """
+    account = account or node_account(code, vhost)
+    exists = account_exists(api, account)
+    if exists:
+        refuse_foreign_account(api, vhost, account)
+    ensure_topology(api, vhost, node_topology(code))
+    if not exists and not create_user:
+        return None
+    credentials = None
+    if new_password or not exists:
+        password = secrets.token_urlsafe(24)  # 192 bits
+        api.put(f"users/{_q(account)}", {"password": password, "tags": ""})
+        credentials = Credentials(account, password, vhost, api.settings.amqp_host,
+                                  api.settings.amqp_port)
+    perms = node_permissions(code)
+    api.put(f"permissions/{_q(vhost)}/{_q(account)}",
+            {"configure": perms.configure, "write": perms.write, "read": perms.read})
+    if credentials is not None and exists:
+        close_connections(api, account)  # sessions opened with the old password end now
+    return credentials
+
+
+def account_exists(api: ManagementApi, user: str) -> bool:
+    return api.get(f"users/{_q(user)}") is not None
+
+
+def other_vhosts(api: ManagementApi, vhost: str, user: str) -> tuple[str, ...]:
+    """The vhosts other than ``vhost`` in which ``user`` holds rights."""
+    found = api.get(f"users/{_q(user)}/permissions") or ()
+    return tuple(sorted({p["vhost"] for p in found if p.get("vhost") != vhost}))
+
+
+def refuse_foreign_account(api: ManagementApi, vhost: str, user: str) -> None:
+    """Refuse to set a password on, or give rights to, another hub's account."""
+    foreign = other_vhosts(api, vhost, user)
+    if foreign:
+        raise RegistryError(
+            "registry.account_taken",
+            f"broker user {user} holds rights in vhost {', '.join(foreign)}: it belongs to "
+            f"another hub on this broker and is left untouched; register the node in that "
+            f"hub, or give this hub a vhost of its own (VDX_AMQP_URL), where its accounts "
+            f"are named CODE@VHOST")
+
+
+def reset_password(api: ManagementApi, vhost: str, code: str, *,
+                   account: str | None = None) -> Credentials:
+    """A new password for node ``code``'s ``account`` (its inbox and rights are repaired
+    on the way)."""
+    credentials = provision_node(api, vhost, code, account=account, new_password=True)
+    assert credentials is not None
+    return credentials
+
+
+def close_node_account(api: ManagementApi, vhost: str, code: str, *,
+                       account: str | None = None) -> None:
+    """Close node ``code``'s broker user in this vhost and unbind its inbox; idempotent.
+
+    The user is deleted, unless it also holds rights in another vhost (another hub's
+    account of the same name, from before accounts were named per vhost): then only this
+    vhost's rights are withdrawn, and the other hub keeps its node. The inbox queue itself
+    is kept, with whatever was not yet consumed, for an admin to inspect; nothing new
+    reaches it.
+    """
+    account = account or node_account(code, vhost)
+    if account_exists(api, account):
+        if other_vhosts(api, vhost, account):
+            api.delete(f"permissions/{_q(vhost)}/{_q(account)}")
+        else:
+            api.delete(f"users/{_q(account)}")
+    # The connections of this vhost only: another hub's sessions on the same name stay.
+    for connection in api.get(f"connections/username/{_q(account)}") or ():
+        if connection.get("vhost") == vhost and connection.get("name"):
+            api.delete(f"connections/{_q(connection['name'])}")
+    binding = node_topology(code).bindings[0]
+    path = f"bindings/{_q(vhost)}/e/{_q(binding.exchange)}/q/{_q(binding.queue)}"
+    for found in api.get(path) or ():
+        if found.get("routing_key") == binding.routing_key:
+            api.delete(f"{path}/{_q(found['properties_key'])}")
+
+
+def close_connections(api: ManagementApi, user: str) -> None:
+    """Close every connection authenticated as ``user``.
+
+    Uses the broker's connection tracking (``/api/connections/username/…``), which sees a
+    connection the moment it opens; the general connection list lags by the statistics
+    interval (5 s) and would miss one opened just before a password reset.
+    """
+    api.delete(f"connections/username/{_q(user)}")
+
+
+# ------------------------------------------------------------------ the VXP gateway
+
+
+def gateway_permissions(codes: list[str] | tuple[str, ...]) -> Permissions:
+    """The VXP gateway's account: write ``vdx.submit``, read the inboxes of the nodes its
+    connected systems serve (``codes``), declare nothing. With no node it reads nothing."""
+    queues = "|".join(re.escape(inbox_queue(code)) for code in sorted(set(codes)))
+    return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
+                       read=f"^({queues})$" if queues else "^$")
+
+
+def provision_gateway(api: ManagementApi, vhost: str, user: str, codes: list[str] | tuple[str, ...],
+                      *, new_password: bool = False) -> Credentials | None:
+    """Give the gateway account ``user`` exactly :func:`gateway_permissions` for ``codes``;
+    idempotent. Returns fresh :class:`Credentials` when the account had to be created or
+    ``new_password`` asks for one (the old password stops working), else ``None``.
+
+    The hub accepts this account's packages only for nodes a connected system serves
+    (:func:`vdx.registry.delegates.serves`), so the name must be the one
+    :func:`vdx.registry.delegates.gateway_user` gives for ``vhost``.
+    """
+    exists = account_exists(api, user)
+    credentials = None
+    if new_password or not exists:
+        password = secrets.token_urlsafe(24)
+        api.put(f"users/{_q(user)}", {"password": password, "tags": ""})
+        credentials = Credentials(user, password, vhost, api.settings.amqp_host,
+                                  api.settings.amqp_port)
+    perms = gateway_permissions(codes)
+    api.put(f"permissions/{_q(vhost)}/{_q(user)}",
+            {"configure": perms.configure, "write": perms.write, "read": perms.read})
+    if credentials is not None and exists:
+        close_connections(api, user)
+    return credentials

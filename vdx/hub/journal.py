@@ -1,0 +1,349 @@
+"""The hub's journal: documents, deliveries, receipts, the outbox and the ledger (SQL edge).
+
+Everything the hub does to one submitted message is written in ONE transaction (the
+document, its deliveries, its receipts, their outbox rows and ledger entries), and the
+message is acknowledged only after that commit. Publishing reads the outbox: what was
+committed but not confirmed by the broker is published again after a crash, under the
+same delivery id, so adapters can drop the copy.
+
+Repository functions take the session; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Insert,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from vdx.core.ledger import GENESIS_HASH, LedgerEntry, next_entry
+from vdx.core.routing import KnownDocument
+from vdx.store import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DocumentRow(Base):
+    """A package the hub accepted (documents and statuses alike), with its exact bytes."""
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_sender_docid", "sender", "document_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # document | status
+    sender: Mapped[str] = mapped_column(String(64))
+    document_id: Mapped[str] = mapped_column(String(512))
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    business_type: Mapped[int | None] = mapped_column(Integer)
+    refers_to: Mapped[str | None] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    message_id: Mapped[str | None] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeliveryRow(Base):
+    """One copy of one package for one recipient; ``id`` is the delivery id adapters see."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    dedup_key: Mapped[str] = mapped_column(String(700), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(64))
+    document_id: Mapped[str] = mapped_column(String(512), index=True)
+    recipient: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+
+
+class ReceiptRow(Base):
+    """A signed receipt for ``addressee`` (the sender of the package it is about)."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    addressee: Mapped[str] = mapped_column(String(64), index=True)
+    document_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    recipient: Mapped[str | None] = mapped_column(String(64))
+    delivery_id: Mapped[str | None] = mapped_column(String(36))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxRow(Base):
+    """Something committed that must reach the broker: a delivery or a receipt."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str | None] = mapped_column(ForeignKey("deliveries.id"))
+    receipt_id: Mapped[str | None] = mapped_column(ForeignKey("receipts.id"))
+    routing_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class LedgerRow(Base):
+    """Append-only, hash-chained record of every receipt and status (see vdx.core.ledger)."""
+
+    __tablename__ = "ledger"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    document_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    sender: Mapped[str | None] = mapped_column(String(64))
+    recipient: Mapped[str | None] = mapped_column(String(64))
+    receipt_id: Mapped[str | None] = mapped_column(String(36))
+    receipt_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(40))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    hub_signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerHeadRow(Base):
+    """One row: the last entry. Locking it serialises appends across workers."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class InboundRow(Base):
+    """Every submitted message the hub recorded, whatever the outcome: a redelivery after a
+    crash is recognised and acknowledged without a second receipt."""
+
+    __tablename__ = "inbound"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+
+class AttemptRow(Base):
+    """How often a redelivered message was tried alone (poison detection)."""
+
+    __tablename__ = "attempts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime | None]
+
+
+# ----------------------------------------------------------------------- repository
+
+
+def known_document(session: Session, sender: str, document_id: str) -> KnownDocument | None:
+    recipients = session.scalars(
+        select(DeliveryRow.recipient)
+        .where(DeliveryRow.sender == sender, DeliveryRow.document_id == document_id,
+               DeliveryRow.kind == "document")
+        .order_by(DeliveryRow.created_at)
+    ).all()
+    if not recipients:
+        return None
+    return KnownDocument(sender, document_id, tuple(dict.fromkeys(recipients)))
+
+
+def inbound_key(user_id: str | None, message_id: str | None, sha256: str) -> str:
+    """One submitted message: who published it, its message id and its exact bytes. A
+    redelivery has the same key; a different package under a reused id does not."""
+    return hashlib.sha256(f"{user_id or ''}\n{message_id or ''}\n{sha256}".encode()).hexdigest()
+
+
+# The worker's hot path runs prebuilt Core statements on the session's connection: no
+# statement is built per call and no ORM unit of work is involved (a query through the
+# ORM session costs several times the query itself). These functions never flush: the
+# worker's sessions hold no ORM objects.
+_INBOUND, _DELIVERIES, _OUTBOX = InboundRow.__table__, DeliveryRow.__table__, OutboxRow.__table__
+_HEAD = LedgerHeadRow.__table__
+_SEEN_INBOUND = select(_INBOUND.c.key).where(
+    _INBOUND.c.key.in_(bindparam("keys", expanding=True)))
+_EXISTING_DEDUP = select(_DELIVERIES.c.dedup_key).where(
+    _DELIVERIES.c.dedup_key.in_(bindparam("keys", expanding=True)))
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
+    seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
+_MARK_PUBLISHED = update(_OUTBOX).where(
+    _OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(published_at=bindparam("when"))
+_CLAIM = (update(_DELIVERIES)
+          .where(_DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
+                 _DELIVERIES.c.confirmed_at.is_(None))
+          .values(confirmed_at=bindparam("when"))
+          .returning(_DELIVERIES.c.id))
+
+
+@dataclass(frozen=True)
+class LedgerHead:
+    """The ledger head as read (and locked) by :func:`lock_ledger_head`."""
+
+    seq: int
+    entry_hash: str
+
+
+def seen_inbound_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` were recorded before: one query per chunk, not one per message."""
+    connection = session.connection()
+    return {key for chunk in _chunks(keys)
+            for key in connection.scalars(_SEEN_INBOUND, {"keys": list(chunk)})}
+
+
+def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of the deliveries' ``keys`` exist already."""
+    connection = session.connection()
+    return {key for chunk in _chunks(keys)
+            for key in connection.scalars(_EXISTING_DEDUP, {"keys": list(chunk)})}
+
+
+def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
+    """``items`` in slices small enough for any database's limit on bound parameters."""
+    return (items[i:i + size] for i in range(0, len(items), size))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def lock_ledger_head(session: Session) -> LedgerHead:
+    """The head, locked for this transaction (created on first use).
+
+    PostgreSQL locks the row (``FOR UPDATE``); SQLite ignores that and serialises whole
+    write transactions instead, from their first write: call this after the
+    transaction has written something (the hub inserts its receipts first), or two
+    SQLite writers could both read the same head.
+    """
+    connection = session.connection()
+    row = connection.execute(_LOCK_HEAD).first()
+    if row is None:
+        connection.execute(insert(_HEAD), {"id": 1, "seq": 0, "entry_hash": GENESIS_HASH})
+        return LedgerHead(0, GENESIS_HASH)
+    return LedgerHead(row.seq, row.entry_hash)
+
+
+def append_ledger(session: Session, head: LedgerHead, entries: Iterable[dict],
+                  sign, last: LedgerEntry | None = None) -> list[LedgerEntry]:
+    """Append one entry per dict of fields after ``head`` (locked), and move the head.
+
+    ``last``: the entry the caller wrote last, if it remembers one; when the head still
+    points at it (same seq and hash, read under the lock), it is not read back.
+    """
+    if head.seq == 0:
+        previous: LedgerEntry | None = None
+    elif last is not None and (last.seq, last.entry_hash) == (head.seq, head.entry_hash):
+        previous = last
+    else:
+        previous = _head_entry(session, head)
+    written = []
+    for fields in entries:
+        previous = next_entry(previous, sign=sign, **fields)
+        written.append(previous)
+    insert_rows(session, LedgerRow, [{
+        "seq": e.seq, "kind": e.kind, "document_id": e.document_id, "sender": e.sender,
+        "recipient": e.recipient, "receipt_id": e.receipt_id,
+        "receipt_sha256": e.receipt_sha256, "created_at": e.created_at,
+        "prev_hash": e.prev_hash, "entry_hash": e.entry_hash, "hub_signature": e.hub_signature,
+    } for e in written])
+    if written:
+        session.connection().execute(_MOVE_HEAD, {"new_seq": previous.seq,
+                                                  "new_hash": previous.entry_hash})
+    return written
+
+
+def insert_rows(session: Session, model: type[Base], rows: Sequence[dict]) -> None:
+    """One multi-row INSERT (Core, no unit of work) for ``rows`` of ``model``'s table."""
+    if rows:
+        session.connection().execute(_insert(model.__table__), list(rows))
+
+
+def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dict],
+                         ) -> list[int]:
+    """Like :func:`insert_rows`, returning the generated ``id`` of each row, in order."""
+    if not rows:
+        return []
+    return list(session.connection().scalars(_insert(model.__table__, returning_id=True),
+                                             list(rows)))
+
+
+@functools.cache
+def _insert(table: Table, returning_id: bool = False) -> Insert:
+    statement = insert(table)
+    return (statement.returning(table.c.id, sort_by_parameter_order=True) if returning_id
+            else statement)
+
+
+def _head_entry(session: Session, head: LedgerHead) -> LedgerEntry:
+    row = session.get(LedgerRow, head.seq)
+    assert row is not None, "ledger head points at a missing entry"
+    return row_to_entry(row)
+
+
+def row_to_entry(row: LedgerRow) -> LedgerEntry:
+    return LedgerEntry(
+        seq=row.seq, kind=row.kind, document_id=row.document_id, sender=row.sender,
+        recipient=row.recipient, receipt_id=row.receipt_id, receipt_sha256=row.receipt_sha256,
+        created_at=row.created_at, prev_hash=row.prev_hash, entry_hash=row.entry_hash,
+        hub_signature=row.hub_signature,
+    )
+
+
+def unpublished(session: Session, limit: int = 500, after: int = 0,
+                older_than: float = 0.0) -> list[OutboxRow]:
+    query = select(OutboxRow).where(OutboxRow.published_at.is_(None), OutboxRow.id > after)
+    if older_than:
+        query = query.where(OutboxRow.created_at < utcnow() - timedelta(seconds=older_than))
+    return list(session.scalars(query.order_by(OutboxRow.id).limit(limit)))
+
+
+def claim_confirmations(session: Session, delivery_ids: Sequence[str], when: datetime,
+                        ) -> set[str]:
+    """Mark deliveries confirmed in one statement per chunk; return the ids this call
+    claimed (not those another worker, or an earlier relay, confirmed first)."""
+    connection = session.connection()
+    return {delivery_id for chunk in _chunks(delivery_ids)
+            for delivery_id in connection.scalars(_CLAIM, {"ids": list(chunk), "when": when})}
+
+
+def count_attempt(session: Session, sha256: str, user_id: str | None) -> int:
+    """Record one more isolated attempt at a message; return how many there were."""
+    key = f"{user_id or ''}|{sha256}"
+    row = session.get(AttemptRow, key, with_for_update=True)
+    if row is None:
+        row = AttemptRow(key=key, attempts=0)
+        session.add(row)
+    row.attempts += 1
+    row.last_at = utcnow()
+    return row.attempts
+
+
+def mark_published(session: Session, outbox_ids: Sequence[int], when: datetime) -> None:
+    connection = session.connection()
+    for chunk in _chunks(outbox_ids):
+        connection.execute(_MARK_PUBLISHED, {"ids": list(chunk), "when": when})

@@ -1,0 +1,2 @@
+"""XML signatures: trust anchors, the verifier and its policies, the signer, the
+development PKI."""
