@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import pika
 from pika.adapters.select_connection import SelectConnection
 
+from vdx.broker.wire import DOCUMENT_ID
+
 CONFIRM_WINDOW = 500
 
 
@@ -145,7 +147,7 @@ def _consume(url: str, queues: tuple[str, ...], key: str, prefetch: int, count,
     def on_message(channel, method, props, _body) -> None:
         now = time.monotonic()
         if key == "document":
-            name = (props.headers or {}).get("x-vdx-document-id")
+            name = (props.headers or {}).get(DOCUMENT_ID)
             if name is None:  # not a delivery (a receipt): not what we time
                 channel.basic_ack(method.delivery_tag)
                 return

@@ -3,10 +3,11 @@
     python bench/memory_steps.py [--size 20MiB] [--database sqlite|postgresql] [--consume]
 
 Runs, in a fresh process, what a worker does to one submitted package (the same calls as
-``vdx.hub.worker.HubWorker._plan`` → ``vdx.hub.pipeline.admit`` → ``_plan_accept`` → ``_write``,
-without the broker): hardened parse, schema, signature, reading the package, routing,
-the planned rows and signed receipts, the journal transaction (SQLite file or a
-PostgreSQL schema), then the AMQP frames pika would queue.
+``vdx.hub.plan.Planner.decide`` → ``vdx.hub.pipeline.admit`` → ``Planner.plan_accept`` →
+``vdx.hub.worker.HubWorker._write``, without the broker): hardened parse, schema,
+signature, reading the package, routing, the planned rows and signed receipts, the
+journal transaction (SQLite file or a PostgreSQL schema), then the AMQP frames pika
+would queue.
 For each step it prints the peak resident memory reached during the step and what stays
 resident after it, both over the baseline taken with the package bytes already in memory
 (the worker receives them from pika), in MiB and as a multiple of the package size.
@@ -77,11 +78,12 @@ def child(c: dict) -> int:
     from sqlalchemy.orm import sessionmaker
 
     from vdx import store
-    from vdx.broker.channel import Incoming
+    from vdx.broker.wire import Incoming
     from vdx.core.xmlsafe import ParseLimits
     from vdx.hub import pipeline
+    from vdx.hub.plan import Plan, Planner
     from vdx.hub.supervisor import load_services
-    from vdx.hub.worker import HubWorker, WorkerConfig, _Plan
+    from vdx.hub.worker import HubWorker, WorkerConfig
     from vdx.registry import nodes as registry
     from vdx.registry.admin import HubConfig
 
@@ -94,7 +96,8 @@ def child(c: dict) -> int:
     small = Path(c["small"]).read_bytes()
     with sessions() as session:
         view = services.view(session)
-        pipeline.admit(small, sender, limits=limits, verify=view.verify, directory=view)
+        user = view.account_of(sender)  # the broker account the node publishes under
+        pipeline.admit(small, user, limits=limits, verify=view.verify, directory=view)
     body = Path(c["big"]).read_bytes()  # what pika hands the worker
     size = len(body)
     gc.collect()
@@ -126,23 +129,24 @@ def child(c: dict) -> int:
     step("read_package", lambda: state.update(package=pipeline.read_package(state["signed"])))
     step("route (end of admit; the trees dropped)", lambda: (
         state.update(admitted=pipeline.Admitted(
-            state["package"], pipeline.authorise(state["package"], sender, view),
+            state["package"], pipeline.authorise(state["package"], user, view),
             hashlib.sha256(body).hexdigest(), size)),
         state.pop("tree"), state.pop("signed")))
     session.close()  # the read-only part is over, as in the worker
     worker = HubWorker(WorkerConfig(hub_id="memory-steps", amqp_url="amqp://unused"),
                        sessions, services)
-    message = Incoming(tag=1, body=body, user_id=sender, message_id="m1", redelivered=False)
+    planner = Planner("memory-steps", limits, services.make_receipt)
+    message = Incoming(tag=1, body=body, user_id=user, message_id="m1", redelivered=False)
 
     def plan() -> None:
-        state["plan"] = _Plan()
-        worker._plan_accept(state["plan"], message, state["admitted"])
+        state["plan"] = Plan()
+        planner.plan_accept(state["plan"], message, state["admitted"])
 
     def write() -> None:
         with sessions.begin() as writing:
             state["published"] = worker._write(writing, state["plan"])
 
-    step("plan: rows, receipts signed (HubWorker._plan_accept)", plan)
+    step("plan: rows, receipts signed (Planner.plan_accept)", plan)
     step("write: one transaction, committed (HubWorker._write)", write)
 
     def frames() -> None:
@@ -163,9 +167,10 @@ def child(c: dict) -> int:
     engine.dispose()
     print(f"package {size:,} bytes; baseline RSS {base / 1024:,.0f} MiB with the package "
           f"bytes in memory ({c['backend']}{', consume=True' if c['consume'] else ''})")
-    print(f"{'step':<44} {'peak over baseline':>22} {'resident after':>22}")
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'step':<{width}} {'peak over baseline':>22} {'resident after':>22}")
     for name, peak, kept in rows:
-        print(f"{name:<44} {peak / MIB:>10,.1f} MiB {peak / size:>6.1f} x "
+        print(f"{name:<{width}} {peak / MIB:>10,.1f} MiB {peak / size:>6.1f} x "
               f"{kept / MIB:>10,.1f} MiB {kept / size:>6.1f} x")
     return 0
 

@@ -1,5 +1,5 @@
 """``vdx.client.checks.verify_receipt`` against signxml: the SDK's receipt check, now done with
-``vdx.xmldsig.verify.check_enveloped_signature`` (libxml2's C14N and ``cryptography``), must
+``vdx.xmldsig.enveloped.check_enveloped_signature`` (libxml2's C14N and ``cryptography``), must
 agree with the signxml check it replaces (:func:`signxml_verify_receipt`, kept here as the
 reference, exactly as ``vdx/inbound.py`` had it).
 

@@ -39,6 +39,8 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidSignatu
 from tests.sigkit import C14N, DS, EXC_C14N, G22, H41, H49, E, World, package, to_bytes, tree_of
 from tests.test_verify import CASES
 from vdx.errors import SignatureError, VdxError
+from vdx.xmldsig import digest as xmldsig_digest
+from vdx.xmldsig import enveloped
 from vdx.xmldsig import verify as vdx_verify
 from vdx.xmldsig.sign import DS_SIGNATURE, xml_parser
 from vdx.xmldsig.verify import VerificationPolicy, Verified, Verifier
@@ -70,9 +72,9 @@ class SignxmlVerifier(Verifier):
             location=f"./{E}edXMLEnvelope/{E}edXMLHeader/",
             expect_references=1,
             signature_methods=frozenset(
-                vdx_verify.SIGNATURE_ALGORITHMS[n] for n in policy.signature_algorithms),
+                enveloped.SIGNATURE_ALGORITHMS[n] for n in policy.signature_algorithms),
             digest_algorithms=frozenset(
-                vdx_verify.DIGEST_ALGORITHMS[n] for n in policy.digest_algorithms),
+                enveloped.DIGEST_ALGORITHMS[n] for n in policy.digest_algorithms),
             default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
         )
         self._legacy_config = replace(
@@ -135,7 +137,7 @@ def _c14n_kind(data: bytes) -> tuple[bool, list[str] | None]:
     transforms = root.findall(f".//{{{DS}}}Reference/{{{DS}}}Transforms/{{{DS}}}Transform")
     if len(transforms) < 2:
         return False, None
-    return vdx_verify._c14n_options(transforms[1])
+    return enveloped._c14n_options(transforms[1])
 
 
 def compare(world: World, data: bytes, sender: str, registered, *,  # noqa: ANN001
@@ -642,7 +644,7 @@ def test_spliced_digest_is_libxml2s(document: str, exclusive: bool) -> None:
     root = etree.fromstring(document.encode())
     before = etree.tostring(root.getroottree())
     plain = etree.tostring(root, method="c14n", exclusive=exclusive, with_comments=False)
-    assert vdx_verify._c14n_digest(root, "sha256", exclusive, None) \
+    assert xmldsig_digest._c14n_digest(root, "sha256", exclusive, None) \
         == hashlib.sha256(plain).digest()
     assert etree.tostring(root.getroottree()) == before  # put back as it was
 
@@ -659,13 +661,13 @@ def test_spliced_text_is_escaped_as_c14n_does(text: str, exclusive: bool) -> Non
     except ValueError:
         return  # not an XML character
     plain = etree.tostring(root, method="c14n", exclusive=exclusive, with_comments=False)
-    assert vdx_verify._c14n_digest(root, "sha256", exclusive, None) \
+    assert xmldsig_digest._c14n_digest(root, "sha256", exclusive, None) \
         == hashlib.sha256(plain).digest()
 
 
 def test_the_attachment_text_bypasses_libxml2(world: World) -> None:
     root = tree_of(_signed(world)).getroot()
-    splice = vdx_verify._Splice(root)
+    splice = xmldsig_digest._Splice(root)
     try:
         [(marker, element)] = splice.swapped
         assert element.getparent() is None and element.text

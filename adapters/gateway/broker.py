@@ -1,34 +1,35 @@
-"""The gateway's broker edge: a confirmed publisher and the inbox drainer (pika).
+"""The gateway's broker edge: a confirmed publisher and the inbox drainer.
 
 Both use the gateway's own broker account (``vdx.gateway``): the broker stamps and checks
 ``user_id``, and the hub accepts that account's packages only for nodes a connected
-system serves.
+system serves. Both run on :class:`vdx.broker.link.Link`, the SDK's connection (one
+reconnection with backoff, the broker's addresses tried in turn, one publisher-confirm
+handling), each on a connection of its own, so that a slow mailbox commit never holds up
+the confirm ``sendEdoc`` waits for.
 
-:class:`InboxDrainer` runs on its own thread with its own connection. It consumes the
-inbox ``vdx.node.<code>.inbox`` of every node some connected system serves (the set is
-read again every few seconds, so adding or removing a system needs no restart), hands
-each message to ``store`` (which commits it to the mailbox) and acknowledges it only
-after ``store`` returned. A message ``store`` cannot keep goes back to the queue.
+:class:`InboxDrainer` follows the inbox ``vdx.node.<code>.inbox`` of every node some
+connected system serves (the set is read again every few seconds, so adding or removing a
+system needs no restart; an inbox the broker refuses, not provisioned or not readable yet,
+is tried again at each reading), hands each message to ``store`` (which commits it to the
+mailbox) on a thread of its own and acknowledges it only after ``store`` returned. A
+message ``store`` cannot keep goes back to the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
-import pika
-import pika.exceptions
-
-from vdx.broker.channel import SUBMIT_EXCHANGE, inbox_queue
+from vdx.broker.channel import broker_user
+from vdx.broker.link import Link, fatal
+from vdx.broker.wire import Incoming, Outgoing, inbox_node, inbox_queue
 from vdx.errors import TransportError
 
 log = logging.getLogger("vdx.gateway")
-
-_AMQP_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
 @dataclass(frozen=True)
@@ -42,70 +43,54 @@ class InboxMessage:
     headers: dict
 
 
-def broker_user(amqp_url: str) -> str:
-    return unquote(urlsplit(amqp_url).username or "guest")
-
-
 class Publisher:
     """Publishes to ``vdx.submit`` with publisher confirms; safe to share across threads.
 
-    One connection, opened on first use and again after a failure; each publish waits
-    for its confirm (the gateway answers ``sendEdoc`` only once the broker took the
-    package, so a retry after any failure is safe).
+    The connection opens on first use and comes back by itself after a failure; each
+    :meth:`publish` waits for its confirm (the gateway answers ``sendEdoc`` only once the
+    broker took the package, so a retry after any failure is safe).
     """
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, *, connect_timeout: float = 10.0,
+                 confirm_timeout: float = 30.0) -> None:
         self.amqp_url = amqp_url
         self.user = broker_user(amqp_url)
+        self.connect_timeout = connect_timeout
+        self.confirm_timeout = confirm_timeout
         self._lock = threading.Lock()
-        self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._link: Link | None = None
 
-    def publish(self, body: bytes, *, routing_key: str, message_id: str, type: str,
-                headers: dict) -> None:
-        """Raise ``transport.unavailable`` unless the broker confirmed the message."""
-        properties = pika.BasicProperties(delivery_mode=2, user_id=self.user,
-                                          message_id=message_id, type=type, headers=headers)
-        with self._lock:
-            for attempt in (1, 2):  # a connection that died while idle gets one retry
-                try:
-                    channel = self._open()
-                    channel.basic_publish(SUBMIT_EXCHANGE, routing_key, body, properties,
-                                          mandatory=True)
-                    return
-                except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-                    raise TransportError("transport.unavailable",
-                                         f"the broker did not take the package ({exc!r})") \
-                        from exc
-                except _AMQP_ERRORS as exc:
-                    self._reset()
-                    if attempt == 2:
-                        raise TransportError(
-                            "transport.unavailable",
-                            f"cannot publish to the broker as {self.user}: "
-                            f"{type_name(exc)}") from exc
+    def publish(self, message: Outgoing) -> None:
+        """Raise ``transport.unavailable`` unless the broker confirmed ``message``."""
+        link = self._open()
+        if not link.wait_connected(self.connect_timeout):
+            raise TransportError("transport.unavailable",
+                                 f"cannot publish to the broker as {self.user}: "
+                                 f"{link.last_error or 'not connected'}")
+        publication = link.publish(message)
+        # Unconfirmed, it stays with the link, which publishes it again once connected:
+        # the hub keeps one copy of a message id.
+        if not publication.wait(self.confirm_timeout):
+            raise TransportError("transport.unavailable",
+                                 f"the broker did not confirm the package within "
+                                 f"{self.confirm_timeout:g} s ({link.last_error or 'no answer'})")
+        if publication.error:
+            raise TransportError("transport.unavailable",
+                                 f"the broker did not take the package ({publication.error})")
 
     def close(self) -> None:
         with self._lock:
-            self._reset()
+            link, self._link = self._link, None
+        if link is not None:
+            link.stop()
 
-    def _open(self):
-        if self._connection is None or self._connection.is_closed:
-            params = pika.URLParameters(self.amqp_url)
-            params.connection_attempts = 1
-            params.socket_timeout = 10
-            self._connection = pika.BlockingConnection(params)
-            self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
-        return self._channel
-
-    def _reset(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except _AMQP_ERRORS:
-                pass
+    def _open(self) -> Link:
+        with self._lock:
+            if self._link is None or fatal(self._link.last_error):
+                if self._link is not None:  # a refused login: try afresh (a reset password)
+                    self._link.stop(0)
+                self._link = Link(self.amqp_url, name="vdx-gateway-publisher").open()
+            return self._link
 
 
 class InboxDrainer:
@@ -121,97 +106,90 @@ class InboxDrainer:
         self._prefetch = prefetch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._consuming: dict[str, str] = {}  # node -> consumer tag
-        self.ready = threading.Event()  # set once every served inbox is consumed
+        self._link: Link | None = None
+        self._arrived: queue.Queue[tuple[int, Incoming]] = queue.Queue()
+        self._wanted: dict[str, str] = {}  # inbox queue -> node, as last read
+        self.ready = threading.Event()  # set once every served inbox is consumed or refused
 
     def start(self) -> None:
         """Start (or, after :meth:`stop`, start again) on a thread of its own."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="vdx-gateway-drainer",
-                                        daemon=True)
+        self._arrived = queue.Queue()
+        self._wanted = {}
+        self._link = Link(self.amqp_url, prefetch=self._prefetch, on_message=self._on_message,
+                          name="vdx-gateway-drainer").open()
+        self._thread = threading.Thread(target=self._run, args=(self._link, self._arrived),
+                                        name="vdx-gateway-drainer-store", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._link is not None:
+            self._link.stop(timeout)  # what was not acknowledged goes back to the queues
+        self.ready.clear()
 
-    def _run(self) -> None:
-        delay = 0.5
+    @property
+    def refused(self) -> dict[str, str]:
+        """Served nodes whose inbox the broker refused to this connection, and why (not
+        provisioned, or no right to read it yet); tried again at each reading."""
+        link = self._link
+        if link is None:
+            return {}
+        return {self._wanted.get(q, q): why for q, why in link.following().items()
+                if why is not None}
+
+    def _on_message(self, generation: int, incoming: Incoming) -> None:
+        self._arrived.put((generation, incoming))  # I/O thread: the commit waits elsewhere
+
+    def _run(self, link: Link, arrived: queue.Queue[tuple[int, Incoming]]) -> None:
+        next_refresh = 0.0
         while not self._stop.is_set():
-            started = time.monotonic()
+            if time.monotonic() >= next_refresh:
+                self._follow(link)
+                next_refresh = time.monotonic() + self._refresh
+            self._check_ready(link)
             try:
-                self._serve()
-            except _AMQP_ERRORS as exc:
-                log.warning("inbox drainer lost the broker; reconnecting",
-                            extra={"event": "drainer_backoff", "reason": type_name(exc)})
-            except Exception:  # a database outage, say: never let the thread die
-                log.exception("inbox drainer failed; restarting it")
-            self.ready.clear()
-            self._consuming.clear()
-            if time.monotonic() - started > 10:
-                delay = 0.5
-            self._stop.wait(delay)
-            delay = min(delay * 2, 30.0)
+                generation, incoming = arrived.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self._keep(link, generation, incoming)
+            except Exception:  # never let the thread die: the broker redelivers it
+                log.exception("inbox drainer failed on a message", extra={"event": "crash"})
 
-    def _serve(self) -> None:
-        params = pika.URLParameters(self.amqp_url)
-        params.heartbeat = 30
-        connection = pika.BlockingConnection(params)
+    def _follow(self, link: Link) -> None:
+        """Consume exactly the inboxes of the nodes served now."""
         try:
-            channel = connection.channel()
-            channel.basic_qos(prefetch_count=self._prefetch)
-            next_refresh = 0.0
-            while not self._stop.is_set():
-                if time.monotonic() >= next_refresh:
-                    channel = self._follow(connection, channel)
-                    next_refresh = time.monotonic() + self._refresh
-                connection.process_data_events(time_limit=0.2)
-        finally:
-            if connection.is_open:
-                connection.close()
+            nodes = self._nodes()
+        except Exception:  # a database outage, say: never let the thread die
+            log.exception("cannot read the served nodes; keeping the inboxes followed")
+            return
+        refused = self.refused
+        if refused:
+            log.warning("cannot consume some inboxes; retrying",
+                        extra={"event": "inbox_missing", "nodes": refused})
+        self._wanted = {inbox_queue(node): node for node in nodes}
+        link.follow(self._wanted)
 
-    def _follow(self, connection, channel):
-        """Consume exactly the inboxes of the nodes served now; returns the channel."""
-        wanted = set(self._nodes())
-        for node in set(self._consuming) - wanted:
-            channel.basic_cancel(self._consuming.pop(node))
-        skipped: dict[str, str] = {}
-        while True:
-            node = ""
-            try:
-                for node in sorted(wanted - set(self._consuming) - set(skipped)):
-                    self._consuming[node] = channel.basic_consume(inbox_queue(node),
-                                                                  self._callback(node))
-                break
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                # No inbox (never provisioned) or no right to read it yet: the broker
-                # closed the channel, and every consumer on it; start again without it.
-                skipped[node] = exc.reply_text
-                self._consuming.clear()
-                channel = connection.channel()
-                channel.basic_qos(prefetch_count=self._prefetch)
-        if skipped:
-            log.warning("cannot consume some inboxes; retrying later",
-                        extra={"event": "inbox_missing", "nodes": skipped})
-        self.ready.set()
-        return channel
+    def _check_ready(self, link: Link) -> None:
+        if not link.connected:
+            self.ready.clear()
+        elif set(self._wanted) <= set(link.following()):
+            self.ready.set()
 
-    def _callback(self, node: str):
-        def on_message(channel, method, properties, body: bytes) -> None:
-            message = InboxMessage(node, body, properties.type, properties.message_id,
-                                   dict(properties.headers or {}))
-            try:
-                self._store(message)
-            except Exception:
-                log.exception("could not keep a delivery; it goes back to the queue",
-                              extra={"event": "store_failed", "node": node})
-                channel.basic_nack(method.delivery_tag, requeue=True)
-                time.sleep(0.5)  # do not spin on a database that is down
-                return
-            channel.basic_ack(method.delivery_tag)
-        return on_message
+    def _keep(self, link: Link, generation: int, incoming: Incoming) -> None:
+        node = self._wanted.get(incoming.queue) or inbox_node(incoming.queue) or ""
+        message = InboxMessage(node, incoming.body, incoming.type, incoming.message_id,
+                               incoming.headers)
+        try:
+            self._store(message)
+        except Exception:
+            log.exception("could not keep a delivery; it goes back to the queue",
+                          extra={"event": "store_failed", "node": node})
+            link.settle(generation, incoming.tag, ack=False, requeue=True, lane=incoming.lane)
+            self._stop.wait(0.5)  # do not spin on a database that is down
+            return
+        link.settle(generation, incoming.tag, ack=True, lane=incoming.lane)
 
-
-def type_name(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip().rstrip(":")

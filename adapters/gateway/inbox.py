@@ -14,6 +14,7 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from vdx.broker import wire
 from vdx.core.envelope import parse
 from vdx.core.model import StatusPackage
 from vdx.core.receipts import parse_receipt
@@ -37,15 +38,17 @@ def keep(session: Session, message: InboxMessage) -> bool:
     return True
 
 
+# The mailbox's kinds, by what the hub's message is (:func:`vdx.broker.wire.read_from_hub`).
+_MAILBOX_KIND = {"document": "edoc", "status": "status", "receipt": "receipt"}
+
+
 def to_delivered(message: InboxMessage) -> mailbox.Delivered:
     """How an inbox message is kept: its kind from the hub's message type."""
-    headers = message.headers
-    kind = {"edxml.document": "edoc", "edxml.status": "status",
-            "vdx.receipt": "receipt"}.get(message.type or "", "other")
+    read = wire.read_from_hub(message.type, message.message_id, message.headers)
+    kind = _MAILBOX_KIND.get(read.kind or "", "other")
     message_id = message.message_id or hashlib.sha256(message.body).hexdigest()
-    return mailbox.Delivered(message_id, message.node_code, kind,
-                             _text(headers.get("x-vdx-sender")),
-                             _text(headers.get("x-vdx-document-id")), message.body)
+    return mailbox.Delivered(message_id, message.node_code, kind, read.sender,
+                             read.document_id, message.body)
 
 
 def _apply_receipt(session: Session, message: InboxMessage) -> None:
@@ -68,8 +71,3 @@ def _apply_status(session: Session, message: InboxMessage) -> None:
                              package.response_for.document_id, package.sender.organ_id,
                              package.status_code)
 
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return None if value is None else str(value)

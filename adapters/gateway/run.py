@@ -3,7 +3,8 @@
 ``vdx gateway run`` calls :func:`config_from_env` and :func:`serve`. The gateway uses the
 hub's configuration (``VDX_DATABASE_URL``, ``VDX_AMQP_URL`` for the vhost, ``VDX_TRUST_DIR``
 …, see :class:`vdx.registry.admin.HubConfig`) and its own broker account, from
-``$VDX_GATEWAY_AMQP_URL`` or the credentials file ``vdx gateway add-system`` wrote.
+``$VDX_GATEWAY_AMQP_URL`` (several URLs separated by commas for the nodes of a broker
+cluster, tried in turn) or the credentials file ``vdx gateway add-system`` wrote.
 ``VDX_GATEWAY_KEY`` opens encrypted system secrets (:mod:`vdx.gateway`).
 """
 

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vdx_adapters.gateway import tables as gateway
 
 from vdx import store
+from vdx.broker.wire import gateway_submission
 from vdx.core.model import DocumentPackage, StatusPackage
 from vdx.core.quirks import placeholder_signatures
 from vdx.core.xmlsafe import ParseLimits, parse_untrusted
@@ -357,11 +358,9 @@ class Gateway:
 
     def _publish(self, body: bytes, doc_id: str, from_code: str, kind: str, system_id: str,
                  signed_by_gateway: bool) -> None:
-        self.publisher.publish(
-            body, routing_key=from_code, message_id=doc_id,
-            type=f"edxml.{'status' if kind == 'status' else 'document'}",
-            headers={"x-vdx-gateway-system": system_id,
-                     "x-vdx-signed-by-gateway": "true" if signed_by_gateway else "false"})
+        self.publisher.publish(gateway_submission(
+            from_code, body, doc_id, kind=kind, user_id=self.publisher.user, system=system_id,
+            signed_by_gateway=signed_by_gateway))
 
     def _relay_unpublished(self) -> None:
         with self.sessions.begin() as session:

@@ -1,19 +1,28 @@
-"""The node client's broker connection: one I/O thread, reconnected with backoff.
+"""A program's broker connection: one I/O thread, reconnected with one backoff.
 
 :class:`Link` runs a :class:`vdx.broker.channel.AsyncChannel` (pika stays in that module) on a
-background thread. It consumes the node's inbox and publishes with pipelined publisher
-confirms; callers on other threads get thread-safe methods:
+background thread, for every program but the hub worker (which drives its channel on its
+own loop, with the same :class:`Backoff`): the SDK (and the folder bridge through it) and
+the gateway. It consumes fixed queues (a node's inbox) and any set of queues given to
+:meth:`Link.follow` (the inboxes the gateway serves), and publishes with pipelined
+publisher confirms; callers on other threads get thread-safe methods:
 
 - :meth:`Link.publish` returns a :class:`Publication` at once; it completes when the
-  broker confirms (or refuses) the message. A publication not yet confirmed when the
+  broker confirms the message, or refuses it (a publisher nack, or a message it could not
+  route, which it returns before confirming). A publication not yet confirmed when the
   connection drops is published again, with the same message id, once the link is back:
   the hub drops a second copy of a message id it already journaled.
 - :meth:`Link.settle` acknowledges or rejects a consumed message. A message consumed on
-  an earlier connection cannot be settled any more (the broker already gave it back to
-  the queue and will deliver it again), so such calls are ignored.
+  an earlier connection (or a lane closed since) cannot be settled any more (the broker
+  already gave it back to the queue and will deliver it again), so such calls are ignored.
+
+The broker's address is a list (comma-separated URLs, :func:`vdx.broker.channel.addresses`):
+each connection tries them in turn, starting with the one that worked last, and the link
+waits :class:`Backoff` only when none answered.
 
 ``on_message(generation, incoming)`` runs on the I/O thread; ``generation`` numbers the
-connection the message came on and is what :meth:`Link.settle` needs with its tag.
+connection the message came on and is what :meth:`Link.settle` needs with its tag (and
+its ``lane``).
 """
 
 from __future__ import annotations
@@ -21,10 +30,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable, Sequence
 
-from vdx.broker.channel import AsyncChannel, Incoming, Outgoing
+from vdx.broker.channel import AsyncChannel, addresses
+from vdx.broker.wire import Incoming, Outgoing
 from vdx.errors import TransportError
 
 log = logging.getLogger("vdx.client")
@@ -35,6 +44,33 @@ BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 10.0
 # Failures that retrying cannot fix; reported at once by Link.start.
 _FATAL = ("ACCESS_REFUSED", "ProbableAuthenticationError", "NOT_ALLOWED", "403")
+
+
+class Backoff:
+    """How long to wait before the next connection attempt: :data:`BACKOFF_START`,
+    doubled after each failure up to :data:`BACKOFF_MAX`, and from the start again after
+    a connection that lived :data:`HEALTHY_AFTER` seconds."""
+
+    def __init__(self, start: float = BACKOFF_START, maximum: float = BACKOFF_MAX,
+                 healthy_after: float = HEALTHY_AFTER) -> None:
+        self.start, self.maximum, self.healthy_after = start, maximum, healthy_after
+        self._delay = start
+
+    def ran(self, seconds: float) -> None:
+        """A connection (or a serving loop) ended after ``seconds``."""
+        if seconds > self.healthy_after:
+            self._delay = self.start
+
+    def next(self) -> float:
+        """The delay to wait now; the following one is longer."""
+        delay = self._delay
+        self._delay = min(delay * 2, self.maximum)
+        return delay
+
+
+def fatal(reason: str | None) -> bool:
+    """Whether a connection failure is one retrying cannot fix (a refused login)."""
+    return any(mark in (reason or "") for mark in _FATAL)
 
 
 class Publication:
@@ -82,25 +118,34 @@ class Publication:
 
 
 class Link:
-    """The client's connection; see the module docstring."""
+    """A program's connection; see the module docstring.
 
-    def __init__(self, url: str, queue: str, prefetch: int,
-                 on_message: Callable[[int, Incoming], None], name: str = "vdx-client") -> None:
-        self._url = url
-        self._queue = queue
+    ``urls``: the broker's address(es); ``queues``: consumed on every connection;
+    ``prefetch``: unacknowledged messages per consumer channel.
+    """
+
+    def __init__(self, urls: str | Sequence[str], *, queues: tuple[str, ...] = (),
+                 prefetch: int = 64,
+                 on_message: Callable[[int, Incoming], None] | None = None,
+                 name: str = "vdx-client") -> None:
+        self._urls = addresses(urls)
+        self._queues = queues
         self._prefetch = prefetch
-        self._on_message = on_message
+        self._on_message = on_message or _refuse_messages
         self._name = name
         self._lock = threading.Lock()
         self._pending: dict[str, Publication] = {}  # by message id, in publishing order
+        self._returned: set[object] = set()  # message ids the broker could not route
         self._channel: AsyncChannel | None = None
         self._generation = 0
+        self._address = 0  # where to start: the address that worked last
         self._ready = threading.Event()
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._followed: frozenset[str] = frozenset()
+        self._following: dict[str, str | None] = {}  # queue -> None (consumed) or refusal
         self.last_error: str | None = None
-        self._attempts = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -110,16 +155,31 @@ class Link:
         if self._thread is not None:
             raise TransportError("transport.unavailable", "this client failed to connect "
                                  "before or was closed; create a new one")
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
+        self.open()
+        if not self.wait_connected(timeout):
+            reason = self.last_error or ""
+            self.stop(0)
+            reason = reason.removeprefix("cannot connect: ") or "timed out"
+            raise TransportError("transport.unavailable",
+                                 f"cannot connect to the broker: {reason}")
+
+    def open(self) -> Link:
+        """Start connecting in the background (and reconnecting, until :meth:`stop`)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once connected; False after ``timeout`` seconds, or as soon as the broker
+        refused the login (:attr:`last_error` says why)."""
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.05):
-            reason = self.last_error or ""
-            if any(mark in reason for mark in _FATAL) or time.monotonic() > deadline:
-                self.stop(0)
-                reason = reason.removeprefix("cannot connect: ") or "timed out"
-                raise TransportError("transport.unavailable",
-                                     f"cannot connect to the broker: {reason}")
+            if fatal(self.last_error) or time.monotonic() > deadline or self._stopping:
+                return self._ready.is_set()
+        return True
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the connection (unacknowledged messages go back to the queue)."""
@@ -144,13 +204,13 @@ class Link:
             return len(self._pending)
 
     def _run(self) -> None:
-        delay = BACKOFF_START
+        backoff = Backoff()
         while not self._stopping:
-            self._attempts += 1
             channel = AsyncChannel(
-                self._url, (self._queue,), self._prefetch, on_ready=self._connected,
+                self._urls, self._queues, self._prefetch, on_ready=self._connected,
                 on_message=self._received, on_confirm=self._confirmed,
-                on_returned=self._returned, on_closed=self._closed)
+                on_returned=self._on_returned, on_closed=self._closed,
+                on_follow=self._follow_result, start_at=self._address)
             with self._lock:
                 self._channel = channel
             started = time.monotonic()
@@ -163,14 +223,14 @@ class Link:
             with self._lock:
                 self._channel = None
                 self._ready.clear()
+                self._following.clear()
             if self._stopping:
                 break
-            if time.monotonic() - started > HEALTHY_AFTER:
-                delay = BACKOFF_START
+            backoff.ran(time.monotonic() - started)
+            delay = backoff.next()
             log.warning("reconnecting", extra={"event": "backoff", "seconds": delay,
                                                "reason": self.last_error})
             self._wake.wait(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
 
     # ----------------------------------------------------------------- operations
 
@@ -187,8 +247,10 @@ class Link:
         # Otherwise the next _connected publishes everything pending.
         return publication
 
-    def settle(self, generation: int, tag: int, *, ack: bool, requeue: bool = False) -> None:
-        """Ack (``ack=True``) or nack a message consumed on connection ``generation``."""
+    def settle(self, generation: int, tag: int, *, ack: bool, requeue: bool = False,
+               lane: int = 0) -> None:
+        """Ack (``ack=True``) or nack a message consumed on connection ``generation``
+        (and ``lane``, :attr:`Incoming.lane`)."""
         channel = self._channel
 
         def settle_now() -> None:
@@ -196,15 +258,30 @@ class Link:
                 return  # consumed on a connection that is gone: the broker redelivers it
             try:
                 if ack:
-                    channel.ack(tag)
+                    channel.ack(tag, lane=lane)
                 else:
-                    channel.nack(tag, requeue=requeue)
+                    channel.nack(tag, requeue=requeue, lane=lane)
             except Exception as exc:  # noqa: BLE001 - a closing channel: same as above
                 log.info("could not settle a message", extra={"event": "settle_failed",
                                                              "reason": str(exc)})
 
         if channel is not None:
             self._call(channel, settle_now)
+
+    def follow(self, queues: Iterable[str]) -> None:
+        """Consume exactly ``queues`` besides the fixed ones, now and after every
+        reconnection; a queue the broker refused is tried again at the next call."""
+        with self._lock:
+            self._followed = frozenset(queues)
+            channel = self._channel if self._ready.is_set() else None
+        if channel is not None:
+            self._call(channel, lambda: self._follow_now(channel))
+
+    def following(self) -> dict[str, str | None]:
+        """The followed queues the broker answered for on this connection: None for
+        one consumed, the broker's reason for one refused."""
+        with self._lock:
+            return {q: r for q, r in self._following.items() if q in self._followed}
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the I/O thread if connected (dropped otherwise)."""
@@ -224,14 +301,36 @@ class Link:
     def _connected(self) -> None:
         self._generation += 1
         self.last_error = None
-        log.info("connected", extra={"event": "connected", "queue": self._queue,
-                                     "generation": self._generation})
         with self._lock:
             channel = self._channel
             pending = list(self._pending.values())
             self._ready.set()
+        if channel is not None and channel.address is not None:
+            self._address = channel.address
+        log.info("connected", extra={"event": "connected", "queues": list(self._queues),
+                                     "generation": self._generation,
+                                     "address": self._address})
         for publication in pending:
             self._publish_now(channel, publication)
+        self._follow_now(channel)
+
+    def _follow_now(self, channel: AsyncChannel | None) -> None:
+        if channel is None or channel is not self._channel:
+            return
+        with self._lock:
+            wanted = self._followed
+            for queue in [q for q in self._following if q not in wanted]:
+                del self._following[queue]
+        for queue in channel.lanes - wanted:
+            channel.unfollow(queue)
+        # A refused queue has no lane any more: it is tried again (its refusal stays
+        # in `following` until the broker answers again).
+        for queue in wanted - channel.lanes:
+            channel.follow(queue)
+
+    def _follow_result(self, queue: str, refusal: str | None) -> None:
+        with self._lock:
+            self._following[queue] = refusal
 
     def _publish_now(self, channel: AsyncChannel | None, publication: Publication) -> None:
         if (channel is None or channel is not self._channel or publication.done
@@ -250,23 +349,36 @@ class Link:
     def _confirmed(self, tokens: list[object], ok: bool) -> None:
         for token in tokens:
             publication: Publication = token  # type: ignore[assignment]
+            message_id = publication.message.message_id
+            if not ok:
+                error: str | None = "the broker refused the message (publisher nack)"
+            elif message_id in self._returned:
+                # The broker acks an unroutable mandatory message right after returning it.
+                self._returned.discard(message_id)
+                error = (f"the broker could not route the message (no queue bound to "
+                         f"{publication.message.exchange} for "
+                         f"{publication.message.routing_key!r})")
+            else:
+                error = None
             # Callbacks first: once `unconfirmed` reads 0, what they queued (acks) is
             # already ahead of a close in the loop's queue.
-            publication._finish(None if ok else "the broker refused the message "
-                                                "(publisher nack)")
+            publication._finish(error)
             with self._lock:
-                self._pending.pop(publication.message.message_id, None)
+                if self._pending.get(message_id) is publication:
+                    del self._pending[message_id]
 
-    def _returned(self, message_id: object) -> None:
+    def _on_returned(self, message_id: object) -> None:
         log.error("the broker could not route a message", extra={
             "event": "returned", "message_id": str(message_id)})
+        self._returned.add(message_id)
 
     def _closed(self, reason: str) -> None:
         self._ready.clear()
+        self._returned.clear()
         if reason != "closed":
-            if reason.rstrip().endswith(":"):  # pika gave no text (connection refused)
-                where = urlsplit(self._url)
-                reason = f"{reason.rstrip()} no broker answers at {where.hostname}:" \
-                         f"{where.port or 5672}"
             self.last_error = reason
             log.warning("broker connection lost", extra={"event": "closed", "reason": reason})
+
+
+def _refuse_messages(generation: int, incoming: Incoming) -> None:
+    raise RuntimeError("a link without on_message consumes nothing")

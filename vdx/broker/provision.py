@@ -52,10 +52,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-# The names are the hub runtime's (vdx.broker): one definition for both sides.
-from vdx.broker.channel import (
+from vdx.broker.channel import DEFAULT_AMQP_URL, addresses
+
+# The names are the wire contract's: one definition for the hub, the nodes and this.
+from vdx.broker.wire import (
     DEAD_QUEUE,
-    DEFAULT_AMQP_URL,
     DELIVER_EXCHANGE,
     SUBMIT_EXCHANGE,
     SUBMIT_QUEUE,
@@ -88,10 +89,11 @@ class BrokerSettings:
 
     @classmethod
     def from_env(cls) -> BrokerSettings:
-        """From ``$VDX_AMQP_URL`` (credentials, host and vhost: the hub's own connection)
-        and ``$VDX_MANAGEMENT_URL`` (default ``http://<amqp host>:15672``; credentials
-        in it, if any, override those of the AMQP URL)."""
-        amqp = urlsplit(os.environ.get("VDX_AMQP_URL") or DEFAULT_AMQP_URL)
+        """From ``$VDX_AMQP_URL`` (credentials, host and vhost: the hub's own connection;
+        of a list of addresses, the first) and ``$VDX_MANAGEMENT_URL`` (default
+        ``http://<amqp host>:15672``; credentials in it, if any, override those of the
+        AMQP URL)."""
+        amqp = urlsplit(addresses(os.environ.get("VDX_AMQP_URL") or DEFAULT_AMQP_URL)[0])
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
         amqp_user = user
         host = amqp.hostname or "127.0.0.1"

@@ -66,8 +66,9 @@ What a caller may rely on:
   tree and the decoded bytes; measured: 53 MiB, 240 ms for a 26.7 MiB package of four
   5 MiB attachments, against 35 MiB, 175 ms undecoded). ``attachment_data=False`` skips
   the decoding for a recipient that keeps only the body.
-- The connection is re-established with backoff; unconfirmed messages are published
-  again with the same message id.
+- The connection is re-established with backoff (trying each broker address in turn);
+  unconfirmed messages are published again with the same message id. A message the
+  broker could not route (no queue bound) counts as refused, like a publisher nack.
 
 The broker holds at most ``prefetch`` unacknowledged messages for the client. Receipts
 never stay unacknowledged, but deliveries do until handled, so a client that never reads
@@ -91,8 +92,10 @@ from urllib.parse import unquote, urlsplit
 from cryptography import x509
 
 from vdx import __version__
-from vdx.broker.channel import SUBMIT_EXCHANGE, Incoming, Outgoing, inbox_queue, node_account
+from vdx.broker import wire
+from vdx.broker.channel import addresses, vhost_of
 from vdx.broker.link import Link, Publication
+from vdx.broker.wire import Incoming, inbox_queue, node_account
 from vdx.client.checks import compile_schemas, verify_delivery, verify_receipt
 from vdx.client.state import (
     ARRIVING,
@@ -125,6 +128,7 @@ __all__ = ["Delivery", "NodeClient", "RefusedDelivery", "SignedReceipt", "Submis
 log = logging.getLogger("vdx.client")
 
 FINAL_KINDS = frozenset({"accepted", "rejected", "duplicate"})
+CLIENT = f"vdx-sdk/{__version__}"  # what the SDK's submissions say they come from
 DEFAULT_STAFF = StaffInfo("Văn thư", "Hệ thống VDX")
 _POLL = 0.2  # how often blocking loops look at stop()
 
@@ -193,7 +197,8 @@ class NodeClient:
     """One node's connection to the hub; see the module docstring for an example.
 
     ``amqp_url`` holds the node's broker credentials (:attr:`vdx.broker.provision.Credentials.
-    amqp_url`); ``code`` is its agency code. ``signer`` signs packages given as values,
+    amqp_url`; the nodes of a broker cluster as several URLs separated by commas, tried in
+    turn); ``code`` is its agency code. ``signer`` signs packages given as values,
     statuses and the automatic status 01. ``trust`` (a :class:`~vdx.xmldsig.trust.TrustStore` or
     a ready :class:`~vdx.xmldsig.verify.Verifier`) is required to receive. ``hub_certificate``
     makes every receipt's signature checked. ``state`` is a SQLite file path for durable
@@ -216,15 +221,22 @@ class NodeClient:
                  staff: StaffInfo = DEFAULT_STAFF, prefetch: int = 64,
                  connect_timeout: float = 15.0, confirm_timeout: float = 30.0,
                  on_refused: Callable[[RefusedDelivery], None] | None = None) -> None:
-        url = urlsplit(amqp_url)
-        vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
         # The broker stamps the login on every message as user_id, and the hub accepts a
         # node's packages only under the node's own account: CODE (default vhost, or a
-        # registry from before accounts were named per vhost) or CODE@VHOST.
-        self.account = unquote(url.username) if url.username is not None else code
-        if self.account not in (code, node_account(code, vhost)):
-            raise ValueError(f"the broker URL logs in as {self.account!r}, not as node "
-                             f"{code!r}; use the node's own credentials")
+        # registry from before accounts were named per vhost) or CODE@VHOST. Every
+        # address (the nodes of a cluster) must log in as that account.
+        accounts = set()
+        for address in addresses(amqp_url):
+            username = urlsplit(address).username
+            account = unquote(username) if username is not None else code
+            if account not in (code, node_account(code, vhost_of(address))):
+                raise ValueError(f"the broker URL logs in as {account!r}, not as node "
+                                 f"{code!r}; use the node's own credentials")
+            accounts.add(account)
+        if len(accounts) > 1:
+            raise ValueError(f"the broker URLs log in as {', '.join(sorted(accounts))}: "
+                             f"give node {code!r} one account on every address")
+        self.account = accounts.pop()
         self.code = code
         self.signer = signer
         self.staff = staff
@@ -247,8 +259,8 @@ class NodeClient:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._connected = False
-        self._link = Link(amqp_url, inbox_queue(code), prefetch, self._on_message,
-                          name=f"vdx-client-{code}")
+        self._link = Link(amqp_url, queues=(inbox_queue(code),), prefetch=prefetch,
+                          on_message=self._on_message, name=f"vdx-client-{code}")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,10 +316,8 @@ class NodeClient:
         self.connect()
         message_id = message_id or str(uuid.uuid4())
         kind, document_id = _describe(package)
-        publication = self._link.publish(Outgoing(
-            SUBMIT_EXCHANGE, self.code, body, message_id,
-            f"edxml.{kind}" if kind else "edxml", {"x-vdx-client": f"vdx-sdk/{__version__}"},
-            user_id=self.account))
+        publication = self._link.publish(wire.submission(
+            self.code, body, message_id, kind=kind, user_id=self.account, client=CLIENT))
         submission = Submission(message_id, _sha256(body), len(body), kind, document_id,
                                 publication)
         if wait:
@@ -527,8 +537,8 @@ class NodeClient:
     def _admit(self, generation: int, incoming: Incoming) -> Delivery | None:
         """The delivery to hand out, its status 01 already on its way; or None when it
         was settled here."""
-        headers = incoming.headers
-        delivery_id = str(headers.get("x-vdx-delivery-id") or incoming.message_id)
+        message = wire.read_from_hub(incoming.type, incoming.message_id, incoming.headers)
+        delivery_id = str(message.delivery_id)
         record = self._state.delivery(delivery_id)
         if record is not None and record.state != ARRIVING:
             log.info("dropped a delivery handled before", extra={
@@ -539,7 +549,7 @@ class NodeClient:
                 self._complete(generation, incoming.tag, delivery_id, record.arrival_id,
                                record.arrival_body)
             return None
-        sender = headers.get("x-vdx-sender")
+        sender = message.sender
         try:
             package, verified = verify_delivery(incoming.body, str(sender), self._verifier,
                                                 attachment_data=self.attachment_data)
@@ -553,10 +563,9 @@ class NodeClient:
             return None
         document_id = (package.document_id if isinstance(package, DocumentPackage)
                        else package.response_for.document_id)
-        received = headers.get("x-vdx-received-at")
         delivery = Delivery(delivery_id, package.kind, verified.sender_code, document_id,
-                            package, incoming.body, verified.signer,
-                            str(received) if received else None, incoming.redelivered)
+                            package, incoming.body, verified.signer, message.received_at,
+                            incoming.redelivered)
         try:
             self._announce(delivery, record)
         except BaseException:  # no 01 could be prepared: the delivery waits in the queue
@@ -591,9 +600,9 @@ class NodeClient:
             # A 01 confirmed or still in flight in this process is not published again
             # (the link itself republishes an unconfirmed one after a reconnection).
             if publication is None or (publication.done and not publication.ok):
-                publication = self._arrivals[delivery_id] = self._link.publish(Outgoing(
-                    SUBMIT_EXCHANGE, self.code, arrival_body, arrival_id, "edxml.status",
-                    {"x-vdx-client": f"vdx-sdk/{__version__}"}, user_id=self.account))
+                publication = self._arrivals[delivery_id] = self._link.publish(
+                    wire.submission(self.code, arrival_body, arrival_id, kind="status",
+                                    user_id=self.account, client=CLIENT))
         return publication
 
     def _handled(self, generation: int, tag: int, delivery: Delivery) -> None:
@@ -634,10 +643,10 @@ class NodeClient:
     # ------------------------------------------------------------------ I/O thread
 
     def _on_message(self, generation: int, incoming: Incoming) -> None:
-        headers = incoming.headers
-        if "x-vdx-receipt-kind" in headers:
+        message = wire.read_from_hub(incoming.type, incoming.message_id, incoming.headers)
+        if message.is_receipt:
             self._keep_receipt(generation, incoming)
-        elif "x-vdx-delivery-id" in headers:
+        elif message.is_delivery:
             self._incoming.put((generation, incoming))
         else:
             log.error("dead-lettered a message that is neither a delivery nor a receipt",

@@ -12,8 +12,6 @@ Repository functions take the session; the caller owns the transaction.
 from __future__ import annotations
 
 import functools
-import hashlib
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -173,12 +171,6 @@ def known_document(session: Session, sender: str, document_id: str) -> KnownDocu
     return KnownDocument(sender, document_id, tuple(dict.fromkeys(recipients)))
 
 
-def inbound_key(user_id: str | None, message_id: str | None, sha256: str) -> str:
-    """One submitted message: who published it, its message id and its exact bytes. A
-    redelivery has the same key; a different package under a reused id does not."""
-    return hashlib.sha256(f"{user_id or ''}\n{message_id or ''}\n{sha256}".encode()).hexdigest()
-
-
 # The worker's hot path runs prebuilt Core statements on the session's connection: no
 # statement is built per call and no ORM unit of work is involved (a query through the
 # ORM session costs several times the query itself). These functions never flush: the
@@ -226,10 +218,6 @@ def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:
 def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:
     """``items`` in slices small enough for any database's limit on bound parameters."""
     return (items[i:i + size] for i in range(0, len(items), size))
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def lock_ledger_head(session: Session) -> LedgerHead:

@@ -1,27 +1,21 @@
-"""Wiring for a running hub: the registry view, the verifier and the hub's keys.
+"""Wiring for a running hub: the verifier, the hub's keys, the worker processes.
 
 :func:`load_services` reads the configuration once per worker process (trust store,
 hub key and certificate: loading keys costs tens of milliseconds, so never per message)
-and returns the :class:`vdx.hub.worker.HubServices` the worker calls.
+and returns the :class:`vdx.hub.worker.HubServices` the worker calls, whose registry view
+is a :class:`vdx.hub.directory.RegistryView`. :func:`run_hub` starts and watches them.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-
-from cryptography import x509
-from lxml import etree
-from sqlalchemy.orm import Session
+from dataclasses import dataclass
 
 from vdx.core.ledger import make_hash_signer
 from vdx.core.receipts import Receipt, signed_receipt
-from vdx.core.routing import KnownDocument
-from vdx.errors import VdxError
-from vdx.hub import journal
+from vdx.hub.directory import RegistryView
 from vdx.hub.worker import HubServices
 from vdx.registry import delegates as gateway
-from vdx.registry import nodes as registry
 from vdx.registry.admin import HubConfig
 from vdx.xmldsig import pki
 from vdx.xmldsig.sign import Signer
@@ -29,69 +23,6 @@ from vdx.xmldsig.trust import TrustStore
 from vdx.xmldsig.verify import VerificationPolicy, Verifier
 
 log = logging.getLogger("vdx.hub")
-
-
-@dataclass
-class RegistryView:
-    """The registry and the journal as one batch's checks see them (one read session).
-
-    Node statuses, certificates and gateway delegations are read once per batch and
-    remembered for it: a batch is decided in a few milliseconds, the same snapshot a
-    single transaction would give, and a change by an admin applies from the next batch.
-    """
-
-    session: Session
-    verifier: Verifier
-    gateway_user: str | None = None  # the VXP gateway's broker account, if it may publish
-    _entries: dict[str, tuple[str, str] | None] = field(default_factory=dict, repr=False)
-    _served: dict[str, bool] = field(default_factory=dict, repr=False)
-    _certificates: dict[str, object] = field(default_factory=dict, repr=False)
-
-    def _entry(self, code: str) -> tuple[str, str] | None:
-        if code not in self._entries:
-            self._entries[code] = registry.node_entry(self.session, code)
-        return self._entries[code]
-
-    def node_status(self, code: str) -> str | None:
-        entry = self._entry(code)
-        return None if entry is None else entry[0]
-
-    def account_of(self, code: str) -> str | None:
-        entry = self._entry(code)
-        return None if entry is None else entry[1]
-
-    def node_of_account(self, user: str) -> str | None:
-        """The node whose broker user is ``user`` (asked for refusals only)."""
-        return registry.node_of_account(self.session, user)
-
-    def may_publish_for(self, user_id: str, sender: str) -> bool:
-        if user_id != self.gateway_user:
-            return False
-        if sender not in self._served:
-            self._served[sender] = gateway.serves(self.session, sender)
-        return self._served[sender]
-
-    def known_document(self, sender: str, document_id: str) -> KnownDocument | None:
-        return journal.known_document(self.session, sender, document_id)
-
-    def registered(self, code: str) -> tuple[x509.Certificate, ...]:
-        """:func:`vdx.registry.nodes.registered_certificates`, remembered for the batch (a
-        refusal too: it is raised again for the next package from ``code``)."""
-        if code not in self._certificates:
-            try:
-                self._certificates[code] = registry.signing_certificates(
-                    self.session, code, self.node_status(code))
-            except VdxError as exc:
-                self._certificates[code] = exc
-        found = self._certificates[code]
-        if isinstance(found, VdxError):
-            raise found
-        return found
-
-    def verify(self, tree: etree._ElementTree, sender: str) -> etree._ElementTree:
-        # consume: the pipeline never reads the parsed tree again, so the signed content
-        # is that tree without its signature, not a copy (20 MiB packages: one tree).
-        return self.verifier.verify(tree, sender, self.registered, consume=True).signed_tree
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """The hub worker: consume submissions, admit them, journal them, publish, acknowledge.
 
-One worker process owns one broker connection (:class:`vdx.broker.channel.AsyncChannel`) and runs
-this loop on its I/O thread:
+One worker process owns one broker connection (a :class:`Channel`: RabbitMQ's
+:class:`vdx.broker.channel.AsyncChannel`, or :class:`vdx.broker.memory.MemoryChannel` in
+unit tests) and runs this loop on its I/O thread:
 
 1. messages arrive (up to ``prefetch`` unacknowledged) and are gathered into a batch
    (closed after ``batch_wait``, ``batch_max`` messages or ``batch_bytes`` of bodies);
 2. each is run through :func:`vdx.hub.pipeline.admit` (size, parse, schema, signature,
    authorise) against one read-only view of the registry for the batch; the batch's
    redeliveries and duplicates are found with one query each, and its receipts are
-   signed, all before any write (:meth:`HubWorker._plan`);
+   signed, all before any write (:class:`vdx.hub.plan.Planner`, no I/O of its own);
 3. ONE short transaction inserts, for the whole batch, every document, delivery,
    receipt, outbox row and ledger entry, a few multi-row INSERTs (:meth:`HubWorker._write`);
 4. only then are the messages acknowledged, and the outbox rows published with
@@ -23,24 +24,27 @@ drop the copy). A message that keeps killing the worker is refused with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vdx import metrics, store
-from vdx.broker.channel import DELIVER_EXCHANGE, SUBMIT_QUEUE, AsyncChannel, Incoming, Outgoing
+from vdx.broker import wire
+from vdx.broker.channel import AsyncChannel
+from vdx.broker.link import Backoff
+from vdx.broker.wire import SUBMIT_QUEUE, Incoming, Outgoing
 from vdx.core.ledger import LedgerEntry
-from vdx.core.model import DocumentPackage, StatusPackage
 from vdx.core.receipts import Receipt
-from vdx.core.xmlsafe import ParseLimits, parse_untrusted
-from vdx.errors import TransportError, VdxError
+from vdx.core.xmlsafe import ParseLimits
 from vdx.hub import journal
 from vdx.hub.journal import (
     DeliveryRow,
@@ -50,14 +54,64 @@ from vdx.hub.journal import (
     ReceiptRow,
     utcnow,
 )
-from vdx.hub.pipeline import Admitted, admit
-from vdx.xmldsig.verify import claimed_sender
+from vdx.hub.pipeline import admit
+from vdx.hub.plan import POISON_AFTER, BatchDirectory, Delivery, Plan, Planner
 
 log = logging.getLogger("vdx.hub")
 
-POISON_AFTER = 5  # isolated attempts that failed; the next one refuses it as poison
 RELAY_AFTER = 30.0  # seconds before another worker's unconfirmed outbox rows are relayed
-BACKOFF_MAX = 30.0
+
+
+class Channel(Protocol):
+    """What the worker uses of its broker channel, one per connection.
+
+    Everything runs on the channel's loop, in :meth:`run`, except :meth:`add_callback`,
+    which any thread may call. Consumed messages arrive through ``on_message`` and are
+    settled with :meth:`ack` or :meth:`nack`; publications are persistent and mandatory,
+    and their ``token`` comes back through ``on_confirm`` once the broker took them (or
+    refused them), after ``on_returned`` for one no queue was bound to.
+    """
+
+    def run(self) -> None:
+        """Connect, consume, and run callbacks and timers until the connection closes;
+        ``on_closed`` is called before it returns."""
+
+    def close(self) -> None: ...
+
+    @property
+    def is_open(self) -> bool:
+        """Acks and publications can be taken (False once closing)."""
+
+    @property
+    def unconfirmed(self) -> int:
+        """Publications the broker has not confirmed yet."""
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> object: ...
+
+    def remove_timeout(self, handle: object) -> None: ...
+
+    def add_callback(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop, from any thread."""
+
+    def stop_consuming(self, then: Callable[[], None]) -> None:
+        """No more deliveries; ``then`` runs once the broker agreed."""
+
+    def ack(self, tag: int) -> None: ...
+
+    def nack(self, tag: int, requeue: bool) -> None: ...
+
+    def publish(self, message: Outgoing, token: object) -> None: ...
+
+
+class OpenChannel(Protocol):
+    """Opens the worker's channel for one connection: the submission queue, consumed with
+    its prefetch, and the callbacks it calls on its loop."""
+
+    def __call__(self, *, on_ready: Callable[[], None],
+                 on_message: Callable[[Incoming], None],
+                 on_confirm: Callable[[list[object], bool], None],
+                 on_returned: Callable[[object], None],
+                 on_closed: Callable[[str], None]) -> Channel: ...
 
 
 @dataclass(frozen=True)
@@ -80,22 +134,9 @@ class HubServices:
     ``sign_hash`` signs ledger entry hashes.
     """
 
-    view: Callable[[Session], object]
+    view: Callable[[Session], BatchDirectory]
     make_receipt: Callable[[Receipt], bytes]
     sign_hash: Callable[[bytes], bytes]
-
-
-@dataclass(frozen=True)
-class _Delivery:
-    """What a delivery's ``delivered`` receipt needs, carried with its publication so the
-    broker's confirm can be answered without reading the delivery back."""
-
-    delivery_id: str
-    sender: str
-    document_id: str
-    recipient: str
-    sha256: str
-    status_code: str | None
 
 
 @dataclass(frozen=True)
@@ -103,38 +144,28 @@ class _Published:
     """What a publisher confirm refers to."""
 
     outbox_id: int
-    delivery: _Delivery | None
+    delivery: Delivery | None
     message_id: str
 
 
-@dataclass(frozen=True)
-class _Refused:
-    error: VdxError
-    addressee: str | None
-
-
-@dataclass
-class _Plan:
-    """Every row one write transaction inserts, decided and signed before it begins, and
-    the message each outbox row becomes once committed."""
-
-    dedup_keys: set[str] = field(default_factory=set)  # recorded, or taken by this batch
-    inbound: list[dict] = field(default_factory=list)
-    documents: list[tuple[dict, list[dict]]] = field(default_factory=list)  # + deliveries
-    receipts: list[dict] = field(default_factory=list)
-    ledger: list[dict] = field(default_factory=list)
-    outbox: list[tuple[dict, Outgoing, _Delivery | None]] = field(default_factory=list)
-
-
 class HubWorker:
+    """The loop above, for one process (or one thread: tests and the demo).
+
+    ``channel`` opens the broker channel for each connection; by default RabbitMQ's, on
+    ``config.amqp_url``, consuming ``vdx.hub.submit`` with ``config.prefetch``.
+    """
+
     def __init__(self, config: WorkerConfig, sessions: sessionmaker, services: HubServices,
-                 ) -> None:
+                 channel: OpenChannel | None = None) -> None:
         self.config = config
         self.sessions = sessions
         self.services = services
+        self._open_channel = channel or functools.partial(
+            AsyncChannel, config.amqp_url, (SUBMIT_QUEUE,), config.prefetch)
+        self._planner = Planner(config.hub_id, config.limits, services.make_receipt, utcnow)
         self._writer = store.WriterLock(sessions.kw["bind"])
         self._last_entry: LedgerEntry | None = None  # the last ledger entry this worker wrote
-        self._channel: AsyncChannel | None = None
+        self._channel: Channel | None = None
         self._batch: list[Incoming] = []
         self._batch_size = 0  # bytes
         self._flush_timer: object | None = None
@@ -148,13 +179,12 @@ class HubWorker:
 
     def run_forever(self) -> None:
         """Connect, serve, and reconnect with backoff until :meth:`request_stop`."""
-        delay = 0.5
+        backoff = Backoff()
         while not self._stopping:
             if not self._database_up():
-                delay = self._sleep(delay, "database unavailable")
+                self._sleep(backoff, "database unavailable")
                 continue
-            self._channel = AsyncChannel(
-                self.config.amqp_url, (SUBMIT_QUEUE,), self.config.prefetch,
+            self._channel = self._open_channel(
                 on_ready=self._ready, on_message=self._received,
                 on_confirm=self._on_confirm, on_returned=self._on_returned,
                 on_closed=self._closed,
@@ -165,10 +195,9 @@ class HubWorker:
             except Exception:  # a bug in a callback must not end the worker: reconnect
                 log.exception("worker loop failed; reconnecting", extra={"event": "loop_error"})
                 self._channel.close()
-            if time.monotonic() - started > 10:
-                delay = 0.5
+            backoff.ran(time.monotonic() - started)
             if not self._stopping:
-                delay = self._sleep(delay, "broker connection lost")
+                self._sleep(backoff, "broker connection lost")
         self._writer.close()
 
     def request_stop(self) -> None:
@@ -184,13 +213,13 @@ class HubWorker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.request_stop())
 
-    def _sleep(self, delay: float, why: str) -> float:
+    def _sleep(self, backoff: Backoff, why: str) -> None:
+        delay = backoff.next()
         log.warning("waiting before reconnecting", extra={"event": "backoff", "reason": why,
                                                           "seconds": round(delay, 2)})
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and not self._stopping:
             time.sleep(0.1)
-        return min(delay * 2, BACKOFF_MAX)
 
     def _database_up(self) -> bool:
         try:
@@ -317,152 +346,25 @@ class HubWorker:
     def _count_attempt(self, message: Incoming) -> int:
         try:
             with self._writer, self.sessions.begin() as session:
-                return journal.count_attempt(session, _sha256(message.body), message.user_id)
+                return journal.count_attempt(session, hashlib.sha256(message.body).hexdigest(),
+                                             message.user_id)
         except SQLAlchemyError:
             return 0
 
     # ------------------------------------------------------------------ deciding
 
-    def _plan(self, batch: list[Incoming], poisoned: bool) -> _Plan:
-        """Read-only: what the batch's transaction will write. One registry view, one
-        inbound query and one dedup query for the whole batch; receipts signed here, so
-        the write transaction (and the ledger lock) is only the inserts."""
-        digests = [_sha256(m.body) for m in batch]
-        keys = [journal.inbound_key(m.user_id, m.message_id, d)
-                for m, d in zip(batch, digests, strict=True)]
+    def _plan(self, batch: list[Incoming], poisoned: bool) -> Plan:
+        """Read-only: what the batch's transaction will write. One registry view for the
+        whole batch, closed before the receipts are signed, so the write transaction (and
+        the ledger lock) is only the inserts."""
         with self.sessions() as reading:
-            view = self.services.view(reading)
-            seen = journal.seen_inbound_keys(reading, keys)
-            outcomes: list[Admitted | _Refused | None] = []
-            for message, digest, key in zip(batch, digests, keys, strict=True):
-                if key in seen:  # recorded before a crash (the outbox has the rest), or a
-                    metrics.DOCUMENTS.labels("redelivered", "").inc()  # copy in this batch
-                    outcomes.append(None)
-                    continue
-                seen.add(key)
-                outcomes.append(self._decide(view, message, digest, poisoned))
-            plan = _Plan(dedup_keys=journal.existing_dedup_keys(reading, [
-                k for o in outcomes if isinstance(o, Admitted) for k in _dedup_keys(o)]))
-        now = utcnow()
-        for message, digest, key, outcome in zip(batch, digests, keys, outcomes, strict=True):
-            if outcome is None:
-                continue
-            refused = isinstance(outcome, _Refused)
-            plan.inbound.append({"key": key, "sha256": digest, "at": now,
-                                 "outcome": "refused" if refused else "admitted"})
-            if refused:
-                self._plan_reject(plan, message, outcome, digest)
-            else:
-                self._plan_accept(plan, message, outcome)
-        return plan
-
-    def _decide(self, view, message: Incoming, digest: str,
-                poisoned: bool) -> Admitted | _Refused:
-        """What to do with one message: the pipeline's verdict, or why it is refused."""
-        if poisoned:
-            error = TransportError("transport.poison",
-                                   f"the package failed processing {POISON_AFTER} times")
-            metrics.DOCUMENTS.labels("rejected", error.code).inc()
-            return _Refused(error, self._addressee(view, message))
-        started = time.perf_counter()
-        try:
-            return admit(message.body, message.user_id, limits=self.config.limits,
-                         verify=view.verify, directory=view, sha256=digest)
-        except VdxError as exc:
-            metrics.DOCUMENTS.labels("rejected", exc.code).inc()
-            return _Refused(exc, self._addressee(view, message))
-        finally:
-            metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
-
-    def _plan_accept(self, plan: _Plan, message: Incoming, a: Admitted) -> None:
-        r = a.route
-        package = a.package
-        status_code = package.status_code if isinstance(package, StatusPackage) else None
-        keys = dict(zip(r.recipients, _dedup_keys(a), strict=True))
-        fresh = [rcpt for rcpt in r.recipients if keys[rcpt] not in plan.dedup_keys]
-        if not fresh:
-            metrics.DOCUMENTS.labels("duplicate", "").inc()
-            log.info("duplicate", extra={"event": "duplicate", "sender": r.sender,
-                                         "document_id": r.document_id})
-            self._plan_receipt(plan, Receipt.duplicate(
-                self.config.hub_id, r.sender, r.document_id, a.sha256))
-            return
-        plan.dedup_keys.update(keys[rcpt] for rcpt in fresh)
-        now = utcnow()
-        document = {
-            "kind": r.kind, "sender": r.sender, "document_id": r.document_id,
-            "status_code": status_code,
-            "business_type": (package.business.doc_type
-                              if isinstance(package, DocumentPackage) and package.business
-                              else None),
-            "refers_to": r.refers_to.document_id if r.refers_to else None,
-            "sha256": a.sha256, "size": a.size, "received_at": now,
-            "message_id": message.message_id if len(message.message_id or "") <= 128 else None,
-            "body": message.body,
-        }
-        deliveries = []
-        for rcpt in fresh:
-            delivery = _Delivery(journal.new_id(), r.sender, r.document_id, rcpt, a.sha256,
-                                 status_code)
-            deliveries.append({
-                "id": delivery.delivery_id, "dedup_key": keys[rcpt], "kind": r.kind,
-                "sender": r.sender, "document_id": r.document_id, "recipient": rcpt,
-                "created_at": now, "confirmed_at": None})
-            plan.outbox.append((_outbox_row(now, delivery_id=delivery.delivery_id,
-                                            routing_key=rcpt),
-                                self._delivery_message(delivery, r.kind, message.body, now),
-                                delivery))
-        plan.documents.append((document, deliveries))
-        self._plan_receipt(plan, Receipt.accepted(self.config.hub_id, r.sender, r.document_id,
-                                                  a.sha256, status_code=status_code))
-        metrics.DOCUMENTS.labels("accepted", "").inc()
-        log.info("accepted", extra={"event": "accepted", "kind": r.kind, "sender": r.sender,
-                                    "document_id": r.document_id, "recipients": len(fresh)})
-
-    def _plan_reject(self, plan: _Plan, message: Incoming, refused: _Refused,
-                     digest: str) -> None:
-        log.info("rejected", extra={"event": "rejected", "code": refused.error.code,
-                                    "user": message.user_id})
-        if refused.addressee is not None:  # else: no registered node to tell
-            self._plan_receipt(plan, Receipt.rejected(
-                self.config.hub_id, refused.addressee, refused.error, digest))
-
-    def _addressee(self, view, message: Incoming) -> str | None:
-        """Who is told of a refusal: the publishing node, or, when a trusted adapter (the
-        gateway) published for a node it serves, that node."""
-        user = message.user_id
-        if not user:
-            return None
-        node = view.node_of_account(user)
-        if node is not None:
-            return node
-        try:
-            sender = claimed_sender(parse_untrusted(message.body, self.config.limits))
-        except VdxError:
-            return None
-        return sender if sender and view.may_publish_for(user, sender) else None
-
-    def _plan_receipt(self, plan: _Plan, receipt: Receipt, body: bytes | None = None) -> None:
-        """Sign ``receipt`` (unless ``body`` is its signed form already) and plan its row,
-        its ledger entry and its outbox row."""
-        if body is None:
-            body = self.services.make_receipt(receipt)
-        now = utcnow()
-        plan.receipts.append({
-            "id": receipt.receipt_id, "kind": receipt.kind, "addressee": receipt.addressee,
-            "document_id": receipt.document_id, "recipient": receipt.recipient,
-            "delivery_id": receipt.delivery_id, "error_code": receipt.error_code,
-            "status_code": receipt.status_code, "created_at": now, "body": body})
-        plan.ledger.append(receipt.ledger_fields(body))
-        plan.outbox.append((_outbox_row(now, receipt_id=receipt.receipt_id,
-                                        routing_key=receipt.addressee),
-                            self._receipt_message(receipt.receipt_id, receipt.addressee,
-                                                  receipt.kind, receipt.document_id, body),
-                            None))
+            decisions = self._planner.decide(batch, self.services.view(reading),
+                                             poisoned=poisoned, admit=admit)
+        return self._planner.plan(decisions)
 
     # ------------------------------------------------------------------ journaling
 
-    def _write(self, session: Session, plan: _Plan) -> list[tuple[_Published, Outgoing]]:
+    def _write(self, session: Session, plan: Plan) -> list[tuple[_Published, Outgoing]]:
         """Insert ``plan`` (a few multi-row INSERTs, the ledger last so its lock is held
         the shortest); return each outbox row's publication."""
         journal.insert_rows(session, InboundRow, plan.inbound)
@@ -487,40 +389,25 @@ class HubWorker:
 
     # ------------------------------------------------------------------ publishing
 
-    def _delivery_message(self, delivery: _Delivery, kind: str, body: bytes,
-                          received_at) -> Outgoing:
-        return Outgoing(DELIVER_EXCHANGE, delivery.recipient, body, delivery.delivery_id,
-                        f"edxml.{kind}", {
-                            "x-vdx-hub": self.config.hub_id, "x-vdx-hop": 1,
-                            "x-vdx-delivery-id": delivery.delivery_id,
-                            "x-vdx-sender": delivery.sender,
-                            "x-vdx-document-id": delivery.document_id, "x-vdx-kind": kind,
-                            "x-vdx-received-at": received_at.isoformat()})
-
-    def _receipt_message(self, receipt_id: str, addressee: str, kind: str,
-                         document_id: str | None, body: bytes) -> Outgoing:
-        return Outgoing(DELIVER_EXCHANGE, addressee, body, receipt_id, "vdx.receipt", {
-            "x-vdx-hub": self.config.hub_id, "x-vdx-hop": 1, "x-vdx-receipt-kind": kind,
-            "x-vdx-document-id": document_id or ""})
-
     def _outgoing(self, session: Session, row: OutboxRow) -> tuple[_Published, Outgoing]:
         """An outbox row committed earlier (a relay), read back as its publication."""
         if row.delivery_id is not None:
             delivery = session.get(DeliveryRow, row.delivery_id)
             doc = session.get(DocumentRow, delivery.document_pk)
-            carried = _Delivery(delivery.id, delivery.sender, delivery.document_id,
-                                delivery.recipient, doc.sha256, doc.status_code)
-            message = self._delivery_message(carried, delivery.kind, doc.body, doc.received_at)
+            carried = Delivery(delivery.id, delivery.sender, delivery.document_id,
+                               delivery.recipient, doc.sha256, doc.status_code)
+            message = self._planner.delivery_message(carried, delivery.kind, doc.body,
+                                                     doc.received_at)
             return _Published(row.id, carried, message.message_id), message
         receipt = session.get(ReceiptRow, row.receipt_id)
-        message = self._receipt_message(receipt.id, row.routing_key, receipt.kind,
-                                        receipt.document_id, receipt.body)
+        message = self._planner.receipt_message(receipt.id, row.routing_key, receipt.kind,
+                                                receipt.document_id, receipt.body)
         return _Published(row.id, None, message.message_id), message
 
     def _publish_all(self, published: list[tuple[_Published, Outgoing]]) -> None:
-        stamp = {"x-vdx-published-at": utcnow().isoformat()}
+        now = utcnow()
         for token, message in published:
-            self._channel.publish(replace(message, headers=message.headers | stamp), token)
+            self._channel.publish(wire.published(message, now), token)
 
     def _relay_outbox(self, older_than: float = 0.0) -> None:
         """Publish what was committed but never confirmed (after a crash or a restart)."""
@@ -586,10 +473,10 @@ class HubWorker:
             with self._writer, self.sessions.begin() as session:
                 journal.mark_published(session, [p.outbox_id for p in confirmed], now)
                 claimed = journal.claim_confirmations(session, list(signed), now)
-                plan = _Plan()
+                plan = Plan()
                 for delivery_id, (receipt, body) in signed.items():
                     if delivery_id in claimed:
-                        self._plan_receipt(plan, receipt, body)
+                        self._planner.plan_receipt(plan, receipt, body)
                 published = self._write(session, plan)
         except SQLAlchemyError:
             log.exception("database error while recording confirms; closing")
@@ -598,26 +485,3 @@ class HubWorker:
         self._publish_all(published)
         metrics.PENDING.set(self._channel.unconfirmed)
 
-
-def _outbox_row(now, *, routing_key: str, delivery_id: str | None = None,
-                receipt_id: str | None = None) -> dict:
-    return {"delivery_id": delivery_id, "receipt_id": receipt_id, "routing_key": routing_key,
-            "created_at": now, "published_at": None}
-
-
-def _dedup_keys(a: Admitted) -> list[str]:
-    """One key per recipient of ``a``, in the route's order."""
-    r = a.route
-    return [_dedup_key(r.kind, r.sender, r.document_id, rcpt, a.sha256) for rcpt in r.recipients]
-
-
-def _dedup_key(kind: str, sender: str, document_id: str, recipient: str, sha256: str) -> str:
-    # Documents: one per (sender, DocumentId, recipient), the regulation's identity.
-    # Statuses have no id of their own: the same bytes twice are the same status.
-    if kind == "document":
-        return f"document|{sender}|{document_id}|{recipient}"
-    return f"status|{sender}|{sha256}|{recipient}"
-
-
-def _sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
