@@ -8,7 +8,7 @@ machine's):
 
 - a hub (``vdx hub run`` as a subprocess, SQLite) with four agencies; the gateway served
   by uvicorn in this process (so its steps can be timed), signing for the sender's node;
-- **Java SDK, one JVM each side** (``tests/vxp_sdk/SdkDriver.java`` in bench mode, a new
+- **Java SDK, one JVM each side** (``tests/adapters/vxp_sdk/SdkDriver.java`` in bench mode, a new
   service object per call as the SDK's examples make them): ``sendEdoc`` of ``--count``
   unsigned packages of ``--size`` bytes (sends/s, each answered with the hub's verdict);
   then the receiver's list, get and ``done`` of each (documents/s); then the two at once
@@ -47,9 +47,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.gateway_support import running_gateway, serve_http, write_key  # noqa: E402
-from tests.hub_support import Agency, running_hub  # noqa: E402
-from tests.vxp_sdk import runner  # noqa: E402
+from tests.adapters.vxp_sdk import runner  # noqa: E402
+from tests.support.gateway import running_gateway, serve_http, write_key  # noqa: E402
+from tests.support.hub import Agency, running_hub  # noqa: E402
 from vdx import build  # noqa: E402
 from vdx.core import model  # noqa: E402
 

@@ -1,7 +1,7 @@
 """A VXP SDK twin: builds requests exactly as the public VXP Java SDK (SDKVXP 2.0.1) does.
 
 Used by the tests (byte for byte against vectors made with the SDK's own Java classes,
-``tests/vxp_sdk``) and by anyone who wants to drive the gateway from Python the way
+``tests/adapters/vxp_sdk``) and by anyone who wants to drive the gateway from Python the way
 agency software does. Building is pure (:meth:`SdkService.build` returns a
 :class:`WireRequest`); :func:`send` is a thin :mod:`urllib` sender.
 

@@ -19,8 +19,8 @@ result unless the caller hands its tree over (``consume=True``). The result hold
 what was signed: the document without its ``ds:Signature``, its comments and the nodes
 outside its root element (the node-set the digest covered).
 
-signxml is the reference this engine is held to: ``tests/test_verify_differential.py``
-and ``tests/test_receipt_verify_fast.py`` require the same verdicts and the same signed
+signxml is the reference this engine is held to: ``tests/xmldsig/test_verify_differential.py.py``
+and ``tests/xmldsig/test_receipt_verify_fast.py.py`` require the same verdicts and the same signed
 content. Pure: trees, keys and bytes in, a tree or a
 :class:`~vdx.errors.SignatureError` out.
 """

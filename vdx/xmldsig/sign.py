@@ -90,7 +90,7 @@ class _Signer(XMLSigner):
         # serialising and re-parsing it. For a whole document, which is all we pass, a
         # deep copy is the same tree at a fraction of the cost; signxml's caveat about
         # deep copies is for subelements, which would lose inherited namespace
-        # declarations. tests/test_signing.py checks both copies canonicalise alike.
+        # declarations. tests/xmldsig/test_signing.py.py checks both copies canonicalise alike.
         if isinstance(data, etree._Element) and data.getparent() is None:
             return copy.deepcopy(data)
         return super().get_root(data)

@@ -1,0 +1,251 @@
+"""The hub worker end to end on SQLite with the in-memory broker: no RabbitMQ.
+
+The same worker, journal, signatures and registry as in ``test_hub.py``; the broker is
+:class:`vdx.broker.memory.MemoryBroker`, which can also fail on purpose (a connection
+lost between the commit and the ack, publications refused, an unbound inbox). Each
+test runs a worker until the broker is idle, then stops it as SIGTERM would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support.hub import Agency
+from tests.support.registry import TestPki, database, pem, unique_code
+from vdx import store
+from vdx.broker.memory import MemoryBroker
+from vdx.broker.provision import BrokerSettings
+from vdx.core.ledger import make_hash_verifier
+from vdx.core.receipts import parse_receipt
+from vdx.hub import audit, journal
+from vdx.hub.supervisor import load_services
+from vdx.hub.worker import POISON_AFTER, HubServices, HubWorker, WorkerConfig
+from vdx.registry import nodes as registry
+from vdx.registry.admin import HubConfig
+from vdx.xmldsig import pki
+from vdx.xmldsig.sign import Signer
+
+
+@dataclass
+class Site:
+    """A hub's database, keys and registered agencies, and its in-memory broker."""
+
+    engine: Engine
+    services: HubServices
+    pki_path: Path
+    broker: MemoryBroker
+    agencies: dict[str, Agency] = field(default_factory=dict)
+
+    def agency(self, prefix: str) -> Agency:
+        return self.agencies[prefix]
+
+    def serve(self, timeout: float = 30.0) -> HubWorker:
+        """Run a worker until nothing is left to do, then stop it (as SIGTERM does)."""
+        worker = HubWorker(WorkerConfig(hub_id="test-hub", amqp_url="amqp://unused"),
+                           store.session_factory(self.engine), self.services,
+                           channel=self.broker.connect)
+        self.broker.on_idle = worker.request_stop
+        thread = threading.Thread(target=worker.run_forever, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            worker.request_stop()
+            thread.join(15)
+            pytest.fail(f"the worker was still busy after {timeout} s")
+        return worker
+
+    def receipts(self, code: str) -> list[tuple[str, str | None]]:
+        return [(r.kind, r.error_code) for r in (
+            parse_receipt(m.body) for m in self.broker.received(code) if m.type == "vdx.receipt")]
+
+    def packages(self, code: str) -> list[bytes]:
+        return [m.body for m in self.broker.received(code) if m.type.startswith("edxml.")]
+
+    def count(self, row: type) -> int:
+        with Session(self.engine) as session:
+            return session.scalar(select(func.count()).select_from(row))
+
+    def unpublished(self) -> int:
+        with Session(self.engine) as session:
+            return session.scalar(select(func.count()).select_from(journal.OutboxRow)
+                                  .where(journal.OutboxRow.published_at.is_(None)))
+
+    def ledger_intact(self) -> bool:
+        verify = make_hash_verifier(pki.load_certificate(pki.CaDir(self.pki_path).hub_cert))
+        with Session(self.engine) as session:
+            report = audit.verify_ledger(session, verify)
+            return report.intact and report.entries == session.scalar(
+                select(func.count()).select_from(journal.ReceiptRow))
+
+
+@pytest.fixture
+def site(tmp_path):
+    test_pki = TestPki.create(tmp_path / "pki")
+    pki.issue_hub(test_pki.path, ec_key=True)
+    with database("sqlite", tmp_path) as engine:
+        agencies = {}
+        with sessionmaker(engine).begin() as session:
+            for prefix in ("G22", "H41", "H49"):
+                code = unique_code(prefix)
+                key, cert = test_pki.issue_with_key(code)
+                registry.register_node(session, code, f"Cơ quan {prefix}", pem(cert),
+                                       check=test_pki.check(), actor="test")
+                agencies[prefix] = Agency(code, Signer(key, cert), "amqp://unused")
+        config = HubConfig(str(engine.url), BrokerSettings("http://unused", "guest", "guest"),
+                           test_pki.path, test_pki.path, "test")
+        yield Site(engine, load_services(config), test_pki.path,
+                   MemoryBroker(bound=[a.code for a in agencies.values()]), agencies)
+
+
+def test_a_package_is_delivered_with_its_receipts_and_acked_after_its_commit(site):
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    body = g22.document(h41.code)
+    recorded_at_ack = []
+    site.broker.on_ack = lambda _m: recorded_at_ack.append(site.count(journal.DocumentRow))
+    site.broker.submit(body, user_id=g22.code)
+    site.serve()
+    assert site.packages(h41.code) == [body]  # the signed package, as it came
+    assert site.receipts(g22.code) == [("accepted", None), ("delivered", None)]
+    (delivery,) = site.broker.received(h41.code)
+    delivered = parse_receipt(site.broker.received(g22.code)[1].body)
+    assert (delivered.recipient, delivered.delivery_id) == (h41.code, delivery.message_id)
+    assert recorded_at_ack == [1]  # the document was committed when the ack went out
+    assert [m.body for m in site.broker.acked] == [body]
+    assert not site.broker.queue and not site.broker.dead
+    assert site.unpublished() == 0
+    assert site.ledger_intact()
+
+
+def test_a_refused_package_gets_a_rejected_receipt(site):
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    site.broker.submit(b"not xml at all", user_id=g22.code)
+    site.broker.submit(g22.document(h41.code), user_id=h41.code)  # not H41's to publish
+    site.broker.submit(b"<nobody/>", user_id="someone-unregistered")  # no one to tell
+    site.serve()
+    assert site.receipts(g22.code) == [("rejected", "envelope.not_xml")]
+    assert site.receipts(h41.code) == [("rejected", "routing.sender_mismatch")]
+    assert len(site.broker.acked) == 3 and not site.broker.dead
+    assert site.count(journal.DocumentRow) == 0
+    assert site.count(journal.InboundRow) == 3  # each refusal recorded, for redeliveries
+    assert site.ledger_intact()
+
+
+def test_a_redelivery_after_the_commit_duplicates_nothing(site):
+    """The connection drops between the commit and the ack: the broker redelivers the
+    message, the worker's next connection relays the outbox, nothing is sent twice."""
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    body = g22.document(h41.code)
+    site.broker.drop_connection_at_next_ack()
+    site.broker.submit(body, user_id=g22.code)
+    site.serve()
+    assert site.packages(h41.code) == [body]
+    assert site.receipts(g22.code) == [("accepted", None), ("delivered", None)]
+    assert [m.redelivered for m in site.broker.acked] == [True]
+    assert site.count(journal.DocumentRow) == 1
+    assert site.unpublished() == 0
+    assert site.ledger_intact()
+
+
+def test_copies_and_duplicates_within_a_batch_and_after_it(site):
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    body = g22.document(h41.code)
+    site.broker.submit(body, user_id=g22.code, message_id="first")
+    site.broker.submit(body, user_id=g22.code, message_id="first")  # a copy: no receipt
+    site.broker.submit(body, user_id=g22.code, message_id="second")  # a duplicate
+    site.serve()
+    site.broker.submit(body, user_id=g22.code, message_id="third")  # later, again
+    site.serve()
+    assert site.packages(h41.code) == [body]
+    assert sorted(site.receipts(g22.code)) == [
+        ("accepted", None), ("delivered", None), ("duplicate", None), ("duplicate", None)]
+    assert site.count(journal.DeliveryRow) == 1
+
+
+def test_one_to_many_and_a_status_back(site):
+    g22, h41, h49 = site.agency("G22"), site.agency("H41"), site.agency("H49")
+    body = g22.document(h41.code, h49.code)
+    site.broker.submit(body, user_id=g22.code)
+    site.serve()
+    document_id = parse_receipt(site.broker.received(g22.code)[0].body).document_id
+    site.broker.submit(h41.status(g22.code, document_id, "03"), user_id=h41.code)
+    site.serve()
+    assert site.packages(h41.code) == [body] and site.packages(h49.code) == [body]
+    assert [m.type for m in site.broker.received(g22.code)].count("edxml.status") == 1
+    assert Counter(site.receipts(g22.code)) == {("accepted", None): 1, ("delivered", None): 2}
+    assert site.receipts(h41.code) == [("accepted", None), ("delivered", None)]
+
+
+def test_an_unroutable_or_refused_publication_stays_in_the_outbox(site):
+    """No ``delivered`` receipt for a publication the broker returned or nacked."""
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    del site.broker.inboxes[h41.code]  # its inbox is not bound
+    site.broker.submit(g22.document(h41.code), user_id=g22.code)
+    site.serve()
+    assert site.receipts(g22.code) == [("accepted", None)]
+    assert site.unpublished() == 1  # the delivery, for the relay
+    site.broker.refuse_publications = True
+    site.broker.submit(g22.document(h41.code), user_id=g22.code)
+    site.serve()
+    assert site.receipts(g22.code) == [("accepted", None)]
+    assert site.unpublished() == 1 + 2  # the first delivery relayed, in vain, and the new
+    site.broker.refuse_publications = False
+    site.broker.inboxes[h41.code] = []
+    site.serve()  # the relay on connecting
+    assert len(site.packages(h41.code)) == 2
+    assert sorted(site.receipts(g22.code)) == [("accepted", None)] * 2 + [("delivered", None)] * 2
+    assert site.unpublished() == 0
+
+
+def test_a_database_error_closes_the_channel_and_the_batch_is_redelivered(site, monkeypatch):
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    real_insert = journal.insert_rows
+    failures = []
+
+    def failing_once(session, model, rows):
+        if not failures:
+            failures.append(model)
+            raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return real_insert(session, model, rows)
+
+    monkeypatch.setattr(journal, "insert_rows", failing_once)
+    body = g22.document(h41.code)
+    site.broker.submit(body, user_id=g22.code)
+    site.serve()
+    assert failures and site.packages(h41.code) == [body]
+    assert site.receipts(g22.code) == [("accepted", None), ("delivered", None)]
+    assert [m.redelivered for m in site.broker.acked] == [True]
+
+
+def test_a_poison_message_is_dead_lettered_with_a_rejected_receipt(site, monkeypatch):
+    import vdx.hub.worker
+
+    real_admit = vdx.hub.worker.admit
+    attempts = Counter()
+
+    def crashing_admit(body, *args, **kwargs):
+        if b"<!-- poison -->" in body:
+            attempts["poison"] += 1
+            raise RuntimeError("a bug this package triggers")
+        return real_admit(body, *args, **kwargs)
+
+    monkeypatch.setattr(vdx.hub.worker, "admit", crashing_admit)
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    good = g22.document(h41.code)
+    poison = g22.document(h41.code).replace(b"?>", b"?><!-- poison -->", 1)
+    site.broker.submit(good, user_id=g22.code)
+    site.broker.submit(poison, user_id=g22.code)
+    site.serve()
+    assert sorted(site.receipts(g22.code), key=str) == [
+        ("accepted", None), ("delivered", None), ("rejected", "transport.poison")]
+    assert site.packages(h41.code) == [good]
+    assert [m.body for m in site.broker.dead] == [poison]
+    # in its batch, alone to find the culprit, then POISON_AFTER times alone
+    assert attempts["poison"] == 2 + POISON_AFTER
