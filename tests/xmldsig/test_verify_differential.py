@@ -73,8 +73,8 @@ class _XMLVerifier(XMLVerifier):
 
 
 class SignxmlVerifier(Verifier):
-    """``Verifier`` whose step 5 is signxml's, as vdx.xmldsig.verify had it until it checked the
-    signature itself; ``results`` keeps signxml's ``VerifyResult`` of each success."""
+    """``Verifier`` whose step 5 is signxml's, the reference the hub's own check is held to;
+    ``results`` keeps signxml's ``VerifyResult`` of each success."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

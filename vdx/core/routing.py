@@ -4,8 +4,8 @@ The worker asks :func:`route` what to do with a verified package; the answer nam
 recipients that get a delivery. The facts it needs (node status, earlier documents) come
 through the small :class:`Directory` interface, so the rules test without a database.
 
-Rules (DESIGN.md, issue 5):
-- the broker-validated AMQP ``user_id`` must be the package's sender, or the VXP
+Rules (DESIGN.md):
+- the broker-validated AMQP ``user_id`` must be the sender's own account, or the VXP
   gateway's account for a sender one of its connected systems serves;
 - the sender must be active, every recipient registered and active (whatever the form
   of its code: a code outside the official forms is routed when the registry has it);
