@@ -61,7 +61,14 @@ rabbitmq() {
       return
     fi
   fi
-  if ! rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1; then
+  # await_startup gives up at once while the Erlang node is not reachable yet (the first
+  # seconds after -detached): ask again until it answers.
+  local started=""
+  for _ in $(seq 24); do
+    if rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1; then started=1; break; fi
+    sleep 5
+  done
+  if [ -z "$started" ]; then
     broke "RabbitMQ did not start within 120 s (see /var/log/rabbitmq/)"
     return
   fi
