@@ -143,13 +143,20 @@ def _gateway_admin():
                                       "the gateway's clock (under some reading of its zone); "
                                       "signatures are remembered until no reading accepts "
                                       "them.")
+@click.option("--max-per-client", type=click.IntRange(1, 10_000), default=16,
+              show_default=True, help="Requests served at once for one client address; "
+                                      "more are answered HTTP 429 gateway.too_many_requests.")
 @_gateway_credentials
-def gateway_run(host: str, port: int, replay_window: int, credentials_file: str | None) -> None:
+def gateway_run(host: str, port: int, replay_window: int, max_per_client: int,
+                credentials_file: str | None) -> None:
     """Serve the VXP operations until SIGTERM; agency software points its endpoint here."""
+    from dataclasses import replace
+
     from vdx_adapters.gateway.run import config_from_env, serve
 
     config = config_from_env(credentials_file=Path(credentials_file) if credentials_file
                              else None, replay_window=replay_window)
+    config = replace(config, max_per_client=max_per_client)
     with hub_admin().transaction():
         pass  # refuses an uninitialised database with one line, before serving
     click.echo(f"VXP gateway on http://{host}:{port}/ (replay window {replay_window} s)",
@@ -201,6 +208,40 @@ def gateway_add_system(system_id, nodes, sign_key, sign_cert, policy, zone, allo
     if new.credentials_missing:
         click.echo(f"warning: no gateway broker credentials at {new.credentials_missing}: run "
                    f"`vdx gateway credentials --reset` where the gateway runs", err=True)
+    _key_created(new.key_created)
+    for warning in new.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _key_created(path: Path | None) -> None:
+    if path is not None:
+        click.echo(f"created {path} (mode 0600): the key that encrypts the systems' secrets; "
+                   f"`vdx gateway run` needs it too", err=True)
+
+
+def ensure_gateway_key(admin) -> None:
+    """For ``vdx init``: the key of the gateway systems' secrets, created if missing."""
+    from vdx_adapters.gateway import keyfile
+
+    key = keyfile.ensure_key(admin.config.pki_dir)
+    click.echo(f"gateway key  {'created' if key.created else 'present'}: {key.source}")
+
+
+@gateway_group.command("rotate-secret")
+@click.argument("system_id")
+@click.option("--json", "as_json", is_flag=True)
+def gateway_rotate_secret(system_id: str, as_json: bool) -> None:
+    """Issue a new secret for SYSTEMID and print it, once; the old one stops working."""
+    systems, admin = _gateway_admin()
+    new = systems.rotate_secret(admin, system_id)
+    if as_json:
+        emit_json(new.system.to_dict() | {"secret": new.secret})
+    else:
+        click.echo(f"system   {new.system.system_id}  for {', '.join(new.system.nodes)}")
+        click.echo(f"secret   {new.secret}")
+        click.echo("shown once: put it in the system's VXP SDK configuration; the old secret "
+                   "no longer works", err=True)
+    _key_created(new.key_created)
 
 
 @gateway_group.command("systems")

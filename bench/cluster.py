@@ -228,22 +228,18 @@ def main(ctx: click.Context, root: Path) -> None:
     ctx.obj = root
 
 
-@main.command()
-@click.option("--nodes", "count", type=click.IntRange(1, 9), default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the addresses as JSON.")
-@click.pass_obj
-def start(root: Path, count: int, as_json: bool) -> None:
-    """Start COUNT nodes and join them into one cluster."""
+def start_cluster(root: Path, count: int, say=lambda line: None) -> list[Node]:
+    """Start ``count`` fresh nodes under ``root`` and join them into one cluster."""
     if any(n.running() for n in nodes_of(root)):
         raise click.ClickException(f"a cluster is already running in {root}: "
                                    f"`python bench/cluster.py stop` first")
     shutil.rmtree(root, ignore_errors=True)
     nodes = [Node(root, i) for i in range(1, count + 1)]
     for node in nodes:
-        click.echo(f"starting {node.name} …", err=True)
+        say(f"starting {node.name} …")
         node.start()
     for node in nodes[1:]:
-        click.echo(f"joining {node.name} to {nodes[0].name} …", err=True)
+        say(f"joining {node.name} to {nodes[0].name} …")
         node.ctl("stop_app")
         node.ctl("reset")
         node.ctl("join_cluster", nodes[0].name)
@@ -253,6 +249,26 @@ def start(root: Path, count: int, as_json: bool) -> None:
     members = running_nodes(nodes[0])
     if sorted(members) != sorted(n.name for n in nodes):
         raise click.ClickException(f"the cluster has {members}, not all {count} nodes")
+    return nodes
+
+
+def stop_cluster(root: Path, keep: bool = False) -> None:
+    """Stop every node under ``root`` (killing any that does not stop)."""
+    for node in nodes_of(root):
+        if node.running():
+            node.ctl("stop", check=False, timeout=60)
+            node.kill()
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@main.command()
+@click.option("--nodes", "count", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the addresses as JSON.")
+@click.pass_obj
+def start(root: Path, count: int, as_json: bool) -> None:
+    """Start COUNT nodes and join them into one cluster."""
+    start_cluster(root, count, say=lambda line: click.echo(line, err=True))
     print_description(describe(root), as_json)
 
 
@@ -298,12 +314,7 @@ def restart(root: Path, index: int) -> None:
 @click.pass_obj
 def stop(root: Path, keep: bool) -> None:
     """Stop every node (killing any that does not stop) and remove the directory."""
-    for node in nodes_of(root):
-        if node.running():
-            node.ctl("stop", check=False, timeout=60)
-            node.kill()
-    if not keep:
-        shutil.rmtree(root, ignore_errors=True)
+    stop_cluster(root, keep)
     click.echo(f"stopped the cluster in {root}")
 
 

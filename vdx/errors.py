@@ -53,6 +53,15 @@ _define("envelope.text_too_large", "a text node exceeds the size limit",
         "một nút văn bản vượt quá kích thước cho phép")
 _define("envelope.attribute_too_large", "an attribute value exceeds the size limit",
         "một giá trị thuộc tính vượt quá kích thước cho phép")
+_define("envelope.too_many_elements",
+        "the package has too many elements, comments or processing instructions",
+        "gói tin có quá nhiều phần tử, chú thích hoặc chỉ thị xử lý")
+_define("envelope.too_many_attributes", "the package has too many attributes",
+        "gói tin có quá nhiều thuộc tính")
+_define("envelope.too_many_namespaces", "the package declares too many namespaces",
+        "gói tin khai báo quá nhiều không gian tên")
+_define("envelope.too_complex", "the package is too complex to be read safely",
+        "gói tin quá phức tạp để đọc một cách an toàn")
 _define("envelope.wrong_namespace", "the root element is not in the edXML namespace",
         "phần tử gốc không thuộc không gian tên edXML")
 _define("envelope.wrong_root", "the root element is not edXML",
@@ -168,6 +177,8 @@ _define("transport.unavailable", "the broker or the database is unavailable",
         "không kết nối được máy chủ trục hoặc cơ sở dữ liệu")
 _define("transport.poison", "the package failed processing repeatedly",
         "gói tin xử lý lỗi nhiều lần")
+_define("transport.rate_limited", "the sending node is over its rate or daily volume limit",
+        "cơ quan gửi đã vượt giới hạn tốc độ hoặc dung lượng gửi trong ngày")
 
 # -- ledger: the hash-chained record of receipts (reported by the audit, never raised
 #    by the hub on a package) ---------------------------------------------------------
@@ -184,6 +195,12 @@ _define("ledger.broken_link", "a ledger entry does not follow the entry before i
         "mục sổ cái không nối tiếp mục liền trước")
 _define("ledger.truncated", "the ledger no longer reaches its recorded head",
         "sổ cái không còn tới mục cuối đã ghi nhận")
+_define("ledger.receipt_mismatch", "a stored receipt differs from its ledger entry",
+        "biên nhận đã lưu khác với mục sổ cái tương ứng")
+_define("ledger.receipt_missing", "a receipt recorded in the ledger is missing",
+        "biên nhận đã ghi trong sổ cái bị mất")
+_define("ledger.receipt_unrecorded", "a stored receipt is in no ledger entry",
+        "biên nhận đã lưu không có trong sổ cái")
 
 # -- gateway: the VXP-compatible HTTP gateway (adapters/gateway) and its systems --------
 _define("gateway.unknown_system", "the connected system is not registered",
@@ -198,6 +215,8 @@ _define("gateway.stale_request", "the request timestamp is outside the allowed w
         "thời điểm yêu cầu nằm ngoài khoảng thời gian cho phép")
 _define("gateway.replayed_request", "this signed request was already received",
         "yêu cầu đã ký này đã được nhận trước đó")
+_define("gateway.wrong_operation", "this signed request belongs to another operation",
+        "yêu cầu đã ký này thuộc về một thao tác khác")
 _define("gateway.not_your_node", "the connected system does not serve this agency",
         "hệ thống kết nối không phục vụ cơ quan này")
 _define("gateway.bad_request", "a parameter of the request is missing or invalid",
@@ -213,10 +232,18 @@ _define("gateway.bad_key", "the gateway cannot sign with this key and certificat
 _define("gateway.address_not_allowed",
         "the request came from an address this connected system may not use",
         "yêu cầu đến từ địa chỉ không được phép đối với hệ thống kết nối này")
+_define("gateway.too_many_requests", "too many requests at once from this address",
+        "quá nhiều yêu cầu đồng thời từ địa chỉ này")
 _define("gateway.already_done", "the document was already acknowledged as done",
         "văn bản đã được xác nhận nhận xong (done) trước đó")
 _define("gateway.internal", "the gateway failed unexpectedly; nothing was changed",
         "cổng kết nối gặp lỗi ngoài dự kiến; không có thay đổi nào được thực hiện")
+
+# -- folder: the folder bridge (adapters/folder) ----------------------------------------
+_define("folder.not_a_file",
+        "the outbox entry is a symbolic link or not a regular file; it was not read",
+        "mục trong outbox là liên kết tượng trưng hoặc không phải tệp thông thường; "
+        "tệp không được đọc")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Engine,
@@ -54,6 +55,10 @@ def utcnow() -> datetime:
 
 
 # ------------------------------------------------------------------------------ types
+
+# Ids that grow with traffic (outbox.id, ledger.seq): 64-bit. On SQLite an INTEGER
+# PRIMARY KEY is already 64-bit and only that spelling autoincrements (rowid).
+WideId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -124,6 +129,25 @@ class NodeRow(Base):
     broker_user: Mapped[str] = mapped_column(
         String(200), unique=True,
         default=lambda context: context.get_current_parameters()["code"])
+    # What the hub takes from the node (vdx.hub.limits; None: no limit): packages per
+    # second on average, how many at once above that, and bytes of packages per UTC day.
+    rate_per_second: Mapped[float | None]
+    burst: Mapped[int | None]
+    max_bytes_per_day: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class NodeUsageRow(Base):
+    """How much of its limits a node has used: the token bucket of its rate (``tokens``
+    left at ``refilled_at``) and the bytes it sent on ``day`` (UTC, ``YYYY-MM-DD``).
+    Updated by the hub's workers under a row lock, so the limits hold across workers."""
+
+    __tablename__ = "node_usage"
+
+    code: Mapped[str] = mapped_column(ForeignKey("nodes.code"), primary_key=True)
+    tokens: Mapped[float]
+    refilled_at: Mapped[datetime]
+    day: Mapped[str] = mapped_column(String(10))
+    bytes_today: Mapped[int] = mapped_column(BigInteger)
 
 
 class CertificateRow(Base):

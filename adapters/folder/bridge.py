@@ -41,9 +41,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISDIR
 
 from cryptography import x509
-from vdx_adapters.folder.state import NEW, Entry, Journal, free_name, move, write_atomic
+from vdx_adapters.folder.state import (
+    NEW,
+    Entry,
+    Journal,
+    NotRegularFile,
+    free_name,
+    move,
+    private_file,
+    read_regular,
+    write_atomic,
+)
 
 from vdx.client.node import Delivery, NodeClient, RefusedDelivery, SignedReceipt, Submission
 from vdx.core.envelope import check
@@ -121,10 +132,13 @@ class FolderBridge:
 
     def run(self, *, once: bool = False) -> Summary:
         """Serve until :meth:`stop` or, with ``once``, until what is there is done."""
-        for directory in (*self.dirs.values(), self.private, self.tmp):
-            directory.mkdir(parents=True, exist_ok=True)
+        for directory in (self.root, *self.dirs.values(), self.private, self.tmp):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.private.chmod(0o700)  # package bodies and state: the bridge's own
         for leftover in self.tmp.iterdir():  # partial writes of a killed run
             leftover.unlink(missing_ok=True)
+        for database in ("outbox.db", "client.db"):
+            private_file(self.private / database)
         self._journal = Journal(self.private / "outbox.db")
         client = self._client_factory(
             self.config.amqp_url, self.config.node, signer=self.config.signer,
@@ -190,7 +204,12 @@ class FolderBridge:
                 self._publish(entry)
         for path in self._outbox_files(settle)[:BATCH]:
             try:
-                data = path.read_bytes()
+                data = read_regular(path)
+            except NotRegularFile as exc:
+                handled += 1
+                self._fail(path, {"stage": "local", "code": "folder.not_a_file",
+                                  "message": str(exc), "problems": []})
+                continue
             except OSError:
                 continue  # removed meanwhile, or not readable yet: next scan
             file_sha = _sha256(data)
@@ -216,10 +235,10 @@ class FolderBridge:
             if path.name.startswith(".") or path.name.endswith(_UNFINISHED):
                 continue
             try:
-                stat = path.stat()
+                stat = path.lstat()  # a symbolic link is judged itself, never followed
             except OSError:
                 continue
-            if path.is_file() and now - stat.st_mtime >= settle:
+            if not S_ISDIR(stat.st_mode) and now - stat.st_mtime >= settle:
                 found.append(path)
         return found
 
@@ -289,7 +308,7 @@ class FolderBridge:
         source = self.dirs["outbox"] / entry.name
         # Moved already (a crash after the move), or replaced by a new file of that name:
         # either way the file there is not this package any more.
-        present = source.is_file() and _sha256(source.read_bytes()) == entry.file_sha256
+        present = _sha256_of_regular(source) == entry.file_sha256
         # The bridge changes what it sends only by signing it.
         signed_here = entry.sha256 != entry.file_sha256
         if receipt.kind == "rejected" and receipt.rejection is not None:
@@ -357,4 +376,11 @@ def _receipt_name(item: SignedReceipt) -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_of_regular(path: Path) -> str | None:
+    try:
+        return _sha256(read_regular(path))
+    except OSError:
+        return None
 

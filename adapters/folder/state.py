@@ -8,13 +8,17 @@ them; an entry stays open until the hub's final receipt moved its file out of
 ``outbox/``.
 
 Files appear in a folder only complete: written to ``.vdx/tmp`` on the same file system,
-flushed to disk, renamed into place, and the folder itself flushed.
+flushed to disk, renamed into place, and the folder itself flushed. Every file the bridge
+writes (packages, receipts, its databases) is readable by its owner only (0600), and an
+outbox entry is read only if it is a regular file itself, never through a symbolic link.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,11 +104,41 @@ class Journal:
             self._db.close()
 
 
+class NotRegularFile(OSError):
+    """An outbox entry that is a symbolic link, a FIFO, a device…: never read."""
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file itself (a symbolic link is refused,
+    not followed, and a FIFO is never waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(f"{path.name} is a symbolic link") from exc
+        raise
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{path.name} is not a regular file "
+                                 f"({stat.filemode(mode)[0]})")
+        return f.read()
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty if it is missing; either way readable by its owner only."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    path.chmod(0o600)
+
+
 def write_atomic(directory: Path, name: str, data: bytes, tmp_dir: Path) -> Path:
-    """Write ``directory/name`` so that it is either absent or complete and on disk."""
+    """Write ``directory/name`` (mode 0600) so that it is either absent or complete and
+    on disk."""
     target = directory / name
     tmp = tmp_dir / f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -129,7 +163,7 @@ def free_name(directory: Path, name: str) -> Path:
     if not dot:
         stem, suffix = name, ""
     number = 1
-    while target.exists():
+    while os.path.lexists(target):
         number += 1
         target = directory / (f"{stem}.{number}.{suffix}" if suffix else f"{stem}.{number}")
     return target

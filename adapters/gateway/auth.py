@@ -11,7 +11,9 @@ exact JSON string keyed with the system's secret. So the gateway:
    time (:func:`authenticate`);
 3. checks that ``sign-header-key`` names exactly the signed JSON's keys, and that every
    signed header was also sent with the same value;
-4. judges the timestamp by the system's :class:`TimestampRule` (below); replayed
+4. checks the request was signed for the kind of operation it is sent to
+   (:func:`check_operation`: the signed ``Content-Type``);
+5. judges the timestamp by the system's :class:`TimestampRule` (below); replayed
    signatures are the caller's to refuse (that needs a store): :attr:`SignedRequest.
    remember_until` says how long it must remember each one.
 
@@ -81,6 +83,7 @@ SYSTEM_ID = PREFIX + "systemid"
 SIGN_HEADER = PREFIX + "sign-header"
 SIGN_HEADER_KEY = PREFIX + "sign-header-key"
 HASH_HEADER = PREFIX + "hash-header"
+PACKAGE_TYPE = "application/octet-stream"  # the Content-Type the SDK signs for sendEdoc only
 # Headers the SDK adds outside the signature; never parameters.
 _UNSIGNED = {h.lower() for h in (SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER, PREFIX + "version")}
 _TIMESTAMP = re.compile(r"(\d{2})(\d{2})(\d{4})T(\d{2})(\d{2})(\d{2})\+(\d{1,4})")
@@ -260,6 +263,26 @@ def _stale_message(stamp: str, rule: TimestampRule, now: datetime, system_id: st
             f"{fix}")
 
 
+def check_operation(signed: SignedRequest, operation: str, takes_package: bool) -> None:
+    """Refuse a request signed for another kind of operation: ``gateway.wrong_operation``.
+
+    The SDK does not sign the path, but it signs ``Content-Type`` with every call (both
+    versions put it in the signed header map first): ``application/octet-stream`` for
+    ``sendEdoc`` (``takes_package``), ``application/json`` for every other operation.
+    """
+    content_type = signed.param("Content-Type")
+    if content_type is None:
+        raise GatewayError("gateway.wrong_operation",
+                           f"Content-Type is not among the signed headers; the VXP SDK signs "
+                           f"it with every request, which binds it to {operation}")
+    signed_as_package = content_type.split(";")[0].strip().lower() == PACKAGE_TYPE
+    if signed_as_package != takes_package:
+        meant = "sendEdoc" if signed_as_package else "the operations other than sendEdoc"
+        raise GatewayError("gateway.wrong_operation",
+                           f"this request was signed with Content-Type {content_type[:80]!r}, "
+                           f"which the VXP SDK signs for {meant}, not for {operation}")
+
+
 def check_peer(peer: str | None, allow_from: tuple[str, ...], system_id: str) -> None:
     """Refuse ``peer`` (the client's address) unless ``allow_from`` is empty or one of its
     networks holds it: ``gateway.address_not_allowed``.
@@ -320,6 +343,10 @@ def _signed_headers(sign_header: str) -> dict[str, str]:
     except ValueError as exc:
         raise GatewayError("gateway.bad_request",
                            f"XroadVnpt-sign-header is not a JSON object ({exc})") from exc
+    except RecursionError as exc:  # arrays nested thousands deep, under a valid HMAC
+        raise GatewayError("gateway.bad_request",
+                           "XroadVnpt-sign-header is nested too deeply; the VXP SDK signs "
+                           "one flat JSON object of strings") from exc
     if not isinstance(decoded, dict) or not all(
             isinstance(k, str) and k.lower().startswith(PREFIX.lower())
             and k.lower() not in _UNSIGNED and isinstance(v, str)

@@ -88,25 +88,27 @@ class SentLine:
 
 
 def remember_signature(session: Session, operation: str, signature: str, system_id: str,
-                       now: datetime, keep_until: datetime) -> bool:
-    """Record a signature until ``keep_until``; False if it is remembered already.
+                       now: datetime, keep_until: datetime,
+                       operations: Sequence[str]) -> str | None:
+    """Record that ``signature`` was accepted for ``operation``, until ``keep_until``;
+    return the operation it was accepted for before (one of ``operations``, this one
+    first), or ``None`` the first time.
 
     ``keep_until`` is :attr:`~adapters.gateway.auth.SignedRequest.remember_until`: the
     last moment any reading of the request's timestamp is accepted, so that no replay
-    outlives its signature's memory.
-
-    Keyed by operation and signature, not by signature alone: the SDK reuses one header
-    map per service object, so its ``getEdoc`` and ``updateStatus`` of the same document
-    carry the very same signature (every parameter of the second call was already in the
-    map). Refusing that would break every SDK client's normal loop.
+    outlives its signature's memory. Each row's key is ``operation|signature``; a
+    signature is looked up under every operation, since the SDK does not sign the
+    operation (``adapters/gateway/service.py``: what binds a request to it).
     """
     session.execute(delete(GatewayNonceRow).where(GatewayNonceRow.keep_until < now))
-    key = f"{operation}|{signature}"
-    if session.get(GatewayNonceRow, key) is not None:
-        return False
-    session.add(GatewayNonceRow(key=key, system_id=system_id, seen_at=now,
-                                keep_until=keep_until))
-    return True
+    keys = {f"{op}|{signature}": op for op in dict.fromkeys((operation, *operations))}
+    seen = set(session.scalars(select(GatewayNonceRow.key)
+                               .where(GatewayNonceRow.key.in_(list(keys)))))
+    earlier = next((op for key, op in keys.items() if key in seen), None)
+    if earlier is None:
+        session.add(GatewayNonceRow(key=f"{operation}|{signature}", system_id=system_id,
+                                    seen_at=now, keep_until=keep_until))
+    return earlier
 
 
 # ---------------------------------------------------------------------------- mailbox

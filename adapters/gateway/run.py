@@ -5,7 +5,9 @@ hub's configuration (``VDX_DATABASE_URL``, ``VDX_AMQP_URL`` for the vhost, ``VDX
 …, see :class:`vdx.registry.admin.HubConfig`) and its own broker account, from
 ``$VDX_GATEWAY_AMQP_URL`` (several URLs separated by commas for the nodes of a broker
 cluster, tried in turn) or the credentials file ``vdx gateway add-system`` wrote.
-``VDX_GATEWAY_KEY`` opens encrypted system secrets (:mod:`vdx.gateway`).
+The key that opens the systems' encrypted secrets is found as :mod:`.keyfile` says
+(``VDX_GATEWAY_KEY``, ``VDX_GATEWAY_KEY_FILE``, or the file ``vdx init`` made beside the
+hub's key).
 """
 
 from __future__ import annotations

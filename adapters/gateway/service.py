@@ -9,8 +9,34 @@ reference and answered as such.
 
 Every request is checked against its system's settings: the address it came from (its
 allow-list), its signature and timestamp (:mod:`adapters.gateway.auth`, by the system's
-zone and policy), and, under the strict policy, recorded against replay. It acts only
-for the nodes of the system that signed it.
+zone and policy), its operation (below), and, under the strict policy, recorded against
+replay. It acts only for the nodes of the system that signed it.
+
+A request is judged in two steps, so that nothing of its body is read before its headers
+authenticated: :meth:`Gateway.admit` (headers only) and :meth:`Gateway.serve` (the body,
+at most :meth:`Gateway.body_limit` bytes of it); :meth:`Gateway.handle` does both.
+
+**What binds a signed request to its operation.** The SDK signs headers only, not the
+path: the operation is not under the signature. What is:
+
+- the ``Content-Type`` the SDK signs with every call: ``application/octet-stream`` for
+  ``sendEdoc``, ``application/json`` for every other operation (both SDK versions put
+  it in the signed header map before each call). So a ``sendEdoc`` signature serves no
+  other operation and no other signature serves ``sendEdoc`` (``gateway.wrong_operation``),
+  in both policies; ``sendEdoc``'s body is bound by the signed ``hash-file``;
+- under the **strict** policy, the replay store is keyed by the signature across every
+  operation: a signed header set is accepted once, for one operation; sent again to the
+  same operation it is ``gateway.replayed_request`` (``sendEdoc`` excepted: answered
+  again, idempotent by content), to another it is ``gateway.wrong_operation``. A
+  captured request is therefore good for at most one operation, its first;
+- under the **compatible** policy, nothing more can be bound: the SDK's kept service
+  object carries every earlier parameter, so its own ``getEdoc`` of a document signs
+  exactly what its following ``updateStatus`` of it signs (``docId``, ``status`` left by
+  the previous ``updateStatus``, ``filePath``), and its ``countReceiveStatus`` what the
+  ``getReceivedEdocList`` before it signed. A captured request of a compatible system
+  can be sent again, to any operation but ``sendEdoc`` (or only to ``sendEdoc``), with
+  the parameters it carries, for as long as the secret lives: what bounds that is the
+  address allow-list, TLS, and that ``done`` is final.
 """
 
 from __future__ import annotations
@@ -37,19 +63,20 @@ from vdx.broker.wire import gateway_submission
 from vdx.core.model import DocumentPackage, StatusPackage
 from vdx.core.quirks import placeholder_signatures
 from vdx.core.xmlsafe import ParseLimits, parse_untrusted
-from vdx.errors import GatewayError, SignatureError, TransportError, VdxError
+from vdx.errors import EnvelopeError, GatewayError, SignatureError, TransportError, VdxError
 from vdx.hub.pipeline import admit, claimed_sender
 from vdx.hub.supervisor import RegistryView
 from vdx.registry import nodes as registry
 from vdx.registry.admin import HubConfig
 from vdx.xmldsig.sign import DS_SIGNATURE, Signer
 
-from . import inbox, mailbox, wire
+from . import inbox, keyfile, mailbox, wire
 from .auth import (
     STRICT,
     SignedRequest,
     TimestampRule,
     authenticate,
+    check_operation,
     check_peer,
     package_from_body,
     read_auth_headers,
@@ -59,6 +86,10 @@ from .broker import InboxDrainer, InboxMessage, Publisher
 log = logging.getLogger("vdx.gateway")
 
 Answer = tuple[int, dict[str, Any]]
+# The SDK writes the package and then CRLF as sendEdoc's body; room for that and little more.
+BODY_SLACK = 1024
+# Every other operation sends "{}", nothing, or a small JSON object (registerAgency's).
+SMALL_BODY = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,7 @@ class GatewayConfig:
     replay_window: timedelta = timedelta(minutes=5)
     limits: ParseLimits = field(default_factory=ParseLimits)
     refresh_seconds: float = 5.0
+    max_per_client: int = 16  # requests served at once for one client address (HTTP 429)
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,16 @@ class _Operation:
     # SDK's HTTP layer re-sends the identical request when an answer is lost, and refusing
     # that would report a failure for a package the hub has.
     replay_safe: bool = False
+    takes_package: bool = False  # its body is a package (sendEdoc), not a small JSON
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request whose headers authenticated, before any of its body is read."""
+
+    operation: str
+    signed: SignedRequest
+    system: gateway.System
 
 
 class Gateway:
@@ -106,6 +148,7 @@ class Gateway:
                                     refresh=config.refresh_seconds)
         self._signers: dict[tuple[str, str, str], Signer] = {}
         self._signers_lock = threading.Lock()
+        self._key: str | None = None
 
     # ---------------------------------------------------------------- lifecycle --
 
@@ -132,22 +175,54 @@ class Gateway:
                body: bytes, peer: str | None = None) -> Answer:
         """Serve one request from the client address ``peer``; never raises (see the
         module docstring)."""
-        try:
-            op = OPERATIONS.get(operation)
-            if op is None:
-                raise GatewayError("gateway.bad_request",
-                                   f"{operation!r} is not a VXP operation this gateway "
-                                   f"offers ({', '.join(OPERATIONS)})")
-            if method not in op.methods:
-                raise GatewayError("gateway.bad_request",
-                                   f"{operation} takes {' or '.join(op.methods)}, not {method}")
-            signed, system = self._authenticate(operation, headers, op.replay_safe, peer)
+        admitted = self.admit(operation, method, headers, peer)
+        if not isinstance(admitted, Admitted):
+            return admitted
+        if len(body) > self.body_limit(operation):
+            return self.too_large(operation, len(body))
+        return self.serve(admitted, body)
+
+    def admit(self, operation: str, method: str, headers: Iterable[tuple[str, str]],
+              peer: str | None = None) -> Admitted | Answer:
+        """Judge a request by its headers and address alone: :class:`Admitted`, or the
+        refusal to answer. Never raises."""
+        return self._answering(operation, lambda: self._admit(operation, method, headers,
+                                                              peer))
+
+    def serve(self, admitted: Admitted, body: bytes) -> Answer:
+        """Run an admitted request's operation on its ``body``; never raises."""
+        def run() -> Answer:
             # The operation owns its commits (sendEdoc commits before it publishes); what
             # it leaves uncommitted is committed here, or rolled back by a refusal.
             with self.sessions() as session:
-                fields = op.run(self, session, signed, system, body)
+                fields = OPERATIONS[admitted.operation].run(
+                    self, session, admitted.signed, admitted.system, body)
                 session.commit()
             return 200, wire.ok(**fields)
+
+        return self._answering(admitted.operation, run)
+
+    def body_limit(self, operation: str) -> int:
+        """The most body bytes read for ``operation``, once its headers authenticated."""
+        op = OPERATIONS.get(operation)
+        if op is not None and op.takes_package:
+            return self.config.limits.max_bytes + BODY_SLACK
+        return SMALL_BODY
+
+    def too_large(self, operation: str, size: int) -> Answer:
+        """The refusal of a body of ``size`` bytes or more, over :meth:`body_limit`."""
+        if self.body_limit(operation) > SMALL_BODY:
+            accepted = f"packages are accepted up to {self.config.limits.max_bytes:,} bytes"
+        else:
+            accepted = (f"{operation} sends a small JSON body, at most "
+                        f"{self.body_limit(operation):,} bytes")
+        return wire.fail(EnvelopeError(
+            "envelope.too_large", f"the request body is {size:,} bytes or more; {accepted}"),
+            operation)
+
+    def _answering(self, operation: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
         except VdxError as exc:
             return wire.fail(exc, operation)
         except SQLAlchemyError as exc:
@@ -160,9 +235,16 @@ class Gateway:
             log.exception("unexpected failure", extra={"event": "crash", "reference": reference})
             return 500, wire.internal_error(reference, operation)
 
-    def _authenticate(self, operation: str, headers: Iterable[tuple[str, str]],
-                      replay_safe: bool = False, peer: str | None = None,
-                      ) -> tuple[SignedRequest, gateway.System]:
+    def _admit(self, operation: str, method: str, headers: Iterable[tuple[str, str]],
+               peer: str | None) -> Admitted:
+        op = OPERATIONS.get(operation)
+        if op is None:
+            raise GatewayError("gateway.bad_request",
+                               f"{operation!r} is not a VXP operation this gateway "
+                               f"offers ({', '.join(OPERATIONS)})")
+        if method not in op.methods:
+            raise GatewayError("gateway.bad_request",
+                               f"{operation} takes {' or '.join(op.methods)}, not {method}")
         auth = read_auth_headers(headers)
         with self.sessions() as session:
             found = gateway.find_system(session, auth.system_id)
@@ -176,25 +258,45 @@ class Gateway:
         now = self.clock()
         rule = TimestampRule(zone=system.zone, window=self.config.replay_window,
                              policy=system.policy, not_before=system.created_at)
-        signed = authenticate(auth, gateway.open_secret(sealed), now=now, rule=rule)
-        if system.policy != STRICT:
-            return signed, system  # compatible: identical signed requests are accepted again
+        signed = authenticate(auth, gateway.open_secret(sealed, self._secrets_key(sealed)),
+                              now=now, rule=rule)
+        check_operation(signed, operation, op.takes_package)
+        if system.policy == STRICT:  # compatible: identical signed requests are accepted again
+            self._remember(operation, op, signed, system, now)
+        return Admitted(operation, signed, system)
+
+    def _secrets_key(self, sealed: str) -> str | None:
+        """The key of the systems' secrets (:mod:`.keyfile`), read once found."""
+        if self._key is None and not sealed.startswith("plain:"):
+            found = keyfile.load_key(self.config.hub.pki_dir)
+            self._key = found.key if found else None
+        return self._key
+
+    def _remember(self, operation: str, op: _Operation, signed: SignedRequest,
+                  system: gateway.System, now: datetime) -> None:
+        """Record a strict system's signature; refuse one accepted before (module
+        docstring): for another operation always, for this one unless it is replay-safe."""
         try:
             with self.sessions.begin() as session:
-                fresh = mailbox.remember_signature(session, operation, signed.signature,
-                                                   system.system_id, now,
-                                                   signed.remember_until)
+                earlier = mailbox.remember_signature(session, operation, signed.signature,
+                                                     system.system_id, now,
+                                                     signed.remember_until, tuple(OPERATIONS))
         except IntegrityError:
-            fresh = False  # the same request, in flight twice at once
-        if not fresh and not replay_safe:
-            raise GatewayError("gateway.replayed_request",
-                               f"this exact signed {operation} request was received before, "
-                               f"and system {system.system_id} accepts each request once (strict "
-                               f"policy); a new request needs a new timestamp, which the VXP SDK "
-                               f"sets when its service object is made: software that keeps one "
-                               f"object for its whole run needs `vdx gateway set-policy "
-                               f"{system.system_id} --policy compatible`")
-        return signed, system
+            earlier = operation  # the same request, in flight twice at once
+        advice = (f"system {system.system_id} accepts each signed request once, for one "
+                  f"operation (strict policy); a new request needs a new timestamp, which the "
+                  f"VXP SDK sets when its service object is made: software that keeps one "
+                  f"object for its whole run needs `vdx gateway set-policy "
+                  f"{system.system_id} --policy compatible`")
+        if earlier is None or (earlier == operation and op.replay_safe):
+            return
+        if earlier != operation:
+            raise GatewayError("gateway.wrong_operation",
+                               f"this exact signed request was accepted for {earlier}, and is "
+                               f"not accepted again for {operation}: {advice}")
+        raise GatewayError("gateway.replayed_request",
+                           f"this exact signed {operation} request was received before, and "
+                           f"{advice}")
 
     # -------------------------------------------------------------- operations --
 
@@ -380,7 +482,8 @@ class Gateway:
 
 
 OPERATIONS: dict[str, _Operation] = {
-    "sendEdoc": _Operation(("POST",), Gateway.send_edoc, replay_safe=True),
+    "sendEdoc": _Operation(("POST",), Gateway.send_edoc, replay_safe=True,
+                           takes_package=True),
     "getReceivedEdocList": _Operation(("POST",), Gateway.get_received_edoc_list),
     "getEdoc": _Operation(("POST",), Gateway.get_edoc),
     "updateStatus": _Operation(("POST",), Gateway.update_status),

@@ -1,6 +1,7 @@
 """The administrator's side of the gateway: connected systems, signing keys, its account.
 
-What ``vdx gateway add-system / set-policy / systems / remove-system / sign-for`` do, in
+What ``vdx gateway add-system / set-policy / rotate-secret / systems / remove-system /
+sign-for`` do, in
 the order :class:`vdx.registry.admin.Admin` keeps the database and the broker consistent: validate
 and flush first (every refusal happens before the broker is touched), then change the
 broker, then commit. A broker failure rolls the database back; running the same command
@@ -20,17 +21,20 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from vdx_adapters.gateway import tables as gateway
 
 from vdx import store
 from vdx.broker import provision
 from vdx.broker.provision import Credentials
+from vdx.broker.wire import inbox_queue
 from vdx.errors import GatewayError
 from vdx.registry import nodes as registry
 from vdx.registry.admin import Admin
 from vdx.xmldsig import pki
 
+from . import keyfile
 from .auth import POLICIES, READINGS
 
 CREDENTIALS_FILE = "gateway-broker.json"
@@ -52,6 +56,8 @@ class NewSystem:
     secret: str
     credentials_written: Path | None = None
     credentials_missing: Path | None = None
+    key_created: Path | None = None  # the secrets' key file, when this command wrote it
+    warnings: tuple[str, ...] = ()  # nodes whose inbox another client reads too
 
 
 def add_system(admin: Admin, system_id: str, nodes: tuple[str, ...], *,
@@ -73,16 +79,64 @@ def add_system(admin: Admin, system_id: str, nodes: tuple[str, ...], *,
                                               "`vdx gateway sign-for CODE` for each node")
     secret = secrets.token_urlsafe(32)  # 256 bits; the SDK sends it as an HMAC key
     target = credentials_file or default_credentials_file()
+    key = keyfile.ensure_key(admin.config.pki_dir)
     with admin.transaction() as session:
         system = gateway.create_system(session, system_id, tuple(nodes),
-                                       gateway.seal_secret(secret), actor=admin.config.actor,
+                                       gateway.seal_secret(secret, key.key),
+                                       actor=admin.config.actor,
                                        policy=policy, zone=zone, allow_from=networks)
         if sign_key is not None:
             _configure_signer(session, admin, nodes[0], sign_key, sign_cert)
         credentials = _sync_account(admin, session)
         written = provision.write_credentials(target, credentials) if credentials else None
     missing = None if written or target.exists() else target
-    return NewSystem(system, secret, written, missing)
+    return NewSystem(system, secret, written, missing,
+                     Path(key.source) if key.created else None,
+                     tuple(warning for _, warning in shared_inboxes(admin, system.nodes)))
+
+
+def shared_inboxes(admin: Admin, codes: Iterable[str]) -> list[tuple[str, str]]:
+    """(code, warning) for each node in ``codes`` that another client also serves: a consumer on
+    its inbox other than the gateway's, or a connection of the node's own broker account.
+
+    Both would take messages from the inbox the gateway drains, so the node's documents
+    and receipts would be split between the gateway's mailbox and that client."""
+    codes = tuple(codes)
+    if not codes:
+        return []
+    vhost = admin.vhost
+    mine = gateway.gateway_user(vhost)
+    consumers = admin.api.get(f"consumers/{quote(vhost, safe='')}") or ()
+    readers: dict[str, set[str]] = {}
+    for consumer in consumers:
+        user = (consumer.get("channel_details") or {}).get("user") or "?"
+        if user != mine:
+            readers.setdefault((consumer.get("queue") or {}).get("name"), set()).add(user)
+    connected = {c.get("user") for c in admin.api.get("connections") or ()
+                 if c.get("vhost") == vhost}
+    with admin.transaction() as session:
+        accounts = {code: registry.get_node(session, code).broker_user for code in codes}
+    warnings = []
+    for code, account in accounts.items():
+        others = readers.get(inbox_queue(code), set())
+        if others or account in connected:
+            who = (f"its inbox has a consumer ({', '.join(sorted(others))})" if others
+                   else f"its broker account {account} is connected")
+            warnings.append((code, f"{code} is also served by another client: {who}; with "
+                                   f"a gateway system too, its documents and receipts are "
+                                   f"split between them. Serve each node one way only (stop "
+                                   f"that client, or `vdx gateway remove-system`)"))
+    return warnings
+
+
+def rotate_secret(admin: Admin, system_id: str) -> NewSystem:
+    """A new secret for ``system_id`` (shown once); the old one stops working at once."""
+    secret = secrets.token_urlsafe(32)
+    key = keyfile.ensure_key(admin.config.pki_dir)
+    with admin.transaction() as session:
+        system = gateway.replace_secret(session, system_id, gateway.seal_secret(secret, key.key),
+                                        actor=admin.config.actor)
+    return NewSystem(system, secret, key_created=Path(key.source) if key.created else None)
 
 
 def reset_credentials(admin: Admin, credentials_file: Path | None = None) -> Path:

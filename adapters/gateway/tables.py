@@ -13,8 +13,8 @@ Tables:
   the zone its timestamps are read in (``auto``, ``UTC``, ``Asia/Ho_Chi_Minh``) and the
   networks it may connect from (see ``adapters/gateway/auth.py``). The secret is
   *stored*, not hashed: the VXP SDK proves it knows the secret with an HMAC over each
-  request, and checking an HMAC needs the key itself. Set ``VDX_GATEWAY_KEY`` (a long
-  random string) to keep it encrypted at rest (Fernet);
+  request, and checking an HMAC needs the key itself. It is kept encrypted at rest
+  (Fernet) with the key :mod:`adapters.gateway.keyfile` finds;
 - ``gateway_system_nodes``: which agency nodes each system may act for;
 - ``gateway_signers``: nodes whose unsigned packages the gateway signs, with the paths of
   the node's key and certificate files (the key itself never enters the database);
@@ -31,7 +31,6 @@ Repository functions take the session; the caller owns the transaction.
 from __future__ import annotations
 
 import base64
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,7 +77,7 @@ class GatewaySystemRow(Base):
     __tablename__ = "gateway_systems"
 
     system_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(512))  # "plain:…" or "fernet:…" (see above)
+    secret: Mapped[str] = mapped_column(String(512))  # "fernet:…" (see above)
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(128))
     policy: Mapped[str] = mapped_column(String(16), server_default=STRICT)
@@ -190,20 +189,19 @@ class SignerConfig:
 # ------------------------------------------------------------------------------ secrets
 
 
-def seal_secret(secret: str, key: str | None = None) -> str:
-    """How ``secret`` is stored: encrypted with ``key`` (default ``$VDX_GATEWAY_KEY``)."""
-    key = key if key is not None else os.environ.get("VDX_GATEWAY_KEY")
-    if not key:
-        return f"plain:{secret}"
+def seal_secret(secret: str, key: str) -> str:
+    """How ``secret`` is stored: encrypted with ``key`` (:mod:`adapters.gateway.keyfile`)."""
     return "fernet:" + _fernet(key).encrypt(secret.encode("utf-8")).decode("ascii")
 
 
-def open_secret(stored: str, key: str | None = None) -> str:
-    """The secret of a stored value; ``gateway.unknown_system`` when it cannot be read."""
+def open_secret(stored: str, key: str | None) -> str:
+    """The secret of a stored value; ``gateway.unknown_system`` when it cannot be read.
+
+    ``plain:`` values were written before migration 0008, which encrypts them all; they
+    are still read, so that a database restored from an older backup keeps working."""
     kind, _, value = stored.partition(":")
     if kind == "plain":
         return value
-    key = key if key is not None else os.environ.get("VDX_GATEWAY_KEY")
     if kind == "fernet" and key:
         from cryptography.fernet import InvalidToken
 
@@ -212,8 +210,9 @@ def open_secret(stored: str, key: str | None = None) -> str:
         except InvalidToken:
             pass
     raise GatewayError("gateway.unknown_system",
-                       "the system's secret is encrypted and VDX_GATEWAY_KEY is missing or "
-                       "is not the key it was stored with")
+                       "the system's secret is encrypted and the gateway's key (VDX_GATEWAY_KEY, "
+                       "VDX_GATEWAY_KEY_FILE or gateway-secrets.key beside the hub's key) is "
+                       "missing or is not the key it was stored with")
 
 
 def _fernet(key: str):
@@ -279,6 +278,20 @@ def update_system(session: Session, system_id: str, *, actor: str, policy: str |
     system = _system(session, row)
     for code in system.nodes:
         registry.record_action(session, code, "gateway_set_policy", actor=actor)
+    session.flush()
+    return system
+
+
+def replace_secret(session: Session, system_id: str, sealed: str, *, actor: str) -> System:
+    """Store a new sealed secret for ``system_id``: the old one stops working at once."""
+    row = session.get(GatewaySystemRow, system_id)
+    if row is None:
+        raise GatewayError("gateway.unknown_system",
+                           f"{system_id} is not registered (`vdx gateway systems`)")
+    row.secret = sealed
+    system = _system(session, row)
+    for code in system.nodes:
+        registry.record_action(session, code, "gateway_rotate_secret", actor=actor)
     session.flush()
     return system
 

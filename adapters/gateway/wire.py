@@ -73,7 +73,8 @@ _HTTP_STATUS = {
     "gateway.unknown_system": 401, "gateway.bad_signature": 401,
     "gateway.header_mismatch": 401, "gateway.stale_request": 401,
     "gateway.replayed_request": 401, "gateway.not_your_node": 403,
-    "gateway.address_not_allowed": 403,
+    "gateway.address_not_allowed": 403, "gateway.wrong_operation": 401,
+    "gateway.too_many_requests": 429,
     "gateway.bad_request": 400, "gateway.hash_mismatch": 400,
     "envelope.too_large": 413, "transport.unavailable": 503,
 }

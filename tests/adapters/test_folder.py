@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
-from vdx_adapters.folder.bridge import BridgeConfig, FolderBridge
+from vdx_adapters.folder.bridge import FOLDERS, BridgeConfig, FolderBridge
 from vdx_cli.cli import main
 
+from tests.support.hostile import corpus
 from tests.support.hub import Agency, Hub, running_hub
 from vdx import build
 from vdx import parse as parse_package
@@ -221,3 +223,82 @@ def test_killing_the_bridge_at_any_moment_loses_and_duplicates_nothing(hub, tmp_
     assert len([m for m in got if m.type == "edxml.document"]) == n_out
     arrived = [m.headers["x-vdx-document-id"] for m in got if m.type == "edxml.status"]
     assert len(arrived) == n_in == len(set(arrived))
+
+
+def _serve(made: FolderBridge) -> threading.Thread:
+    thread = threading.Thread(target=made.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for(done: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the bridge did not get there in time"
+        time.sleep(0.05)
+
+
+def test_hostile_packages_fail_with_their_codes_and_the_bridge_keeps_running(hub, tmp_path):
+    a, b = pair(hub)
+    root = tmp_path / "a"
+    outbox = root / "outbox"
+    outbox.mkdir(parents=True)
+    cases = corpus()
+    for case in cases:
+        (outbox / f"{case.name}.xml").write_bytes(case.data)
+    running = bridge(hub, a, root, settle=0.0)
+    thread = _serve(running)
+    try:
+        _wait_for(lambda: len(files(root / "failed", "*.error.json")) == len(cases))
+        (outbox / "good.xml").write_bytes(a.document(b.code))  # dropped while it runs
+        _wait_for(lambda: files(root / "sent") == ["good.xml"])
+        assert thread.is_alive()
+    finally:
+        running.stop()
+        thread.join(15)
+    assert not thread.is_alive()
+    for case in cases:
+        why = json.loads((root / "failed" / f"{case.name}.xml.error.json").read_text())
+        assert (why["stage"], why["code"]) == ("local", case.code), case.name
+    assert files(outbox) == []
+
+
+def test_a_symbolic_link_in_the_outbox_is_failed_without_being_read(hub, tmp_path):
+    a, b = pair(hub)
+    root = tmp_path / "a"
+    outbox = root / "outbox"
+    outbox.mkdir(parents=True)
+    outside = tmp_path / "secret.xml"  # a valid package outside the folder
+    outside.write_bytes(a.document(b.code))
+    (outbox / "link.xml").symlink_to(outside)
+    os.mkfifo(outbox / "pipe.xml")  # opening it to read would wait for a writer forever
+    (outbox / "good.xml").write_bytes(a.document(b.code))
+
+    summary = bridge(hub, a, root).run(once=True)
+
+    assert (summary.sent, summary.failed) == (1, 2)
+    assert files(root / "sent") == ["good.xml"]
+    assert (root / "failed" / "link.xml").is_symlink()  # moved aside as it was
+    assert outside.read_bytes() and outside.exists()
+    for name, what in (("link.xml", "symbolic link"), ("pipe.xml", "not a regular file")):
+        why = json.loads((root / "failed" / f"{name}.error.json").read_text())
+        assert (why["stage"], why["code"]) == ("local", "folder.not_a_file")
+        assert what in why["message"]
+    assert b.drain() != [] and not [m for m in b.drain() if m.type == "edxml.document"]
+
+
+def test_what_the_bridge_writes_is_its_owners_only(hub, tmp_path):
+    a, b = pair(hub)
+    root = tmp_path / "a"
+    b.send(b.document(a.code))
+    old = os.umask(0o022)  # the usual umask: without care files would be 0644
+    try:
+        run_until(lambda: bridge(hub, a, root), lambda: len(files(root / "inbox")) == 1)
+    finally:
+        os.umask(old)
+    written = [*(root / "inbox").iterdir(), *(root / "receipts").iterdir(),
+               *(root / ".vdx").glob("*.db")]
+    assert {p.name for p in (root / ".vdx").glob("*.db")} == {"outbox.db", "client.db"}
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(0o600)}
+    for directory in (root, *(root / name for name in (*FOLDERS, ".vdx", ".vdx/tmp"))):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory

@@ -101,7 +101,9 @@ def test_fail_offers_the_document_again_and_processing_keeps_it(world):
 def test_the_sdk_loop_with_one_service_object(world):
     """The SDK's own example keeps one service object for a whole polling loop: one
     timestamp, and from the second document on, getEdoc and updateStatus of a document
-    carry the very same signature (their parameters were all in its header map already)."""
+    carry the very same signature (their parameters were all in its header map already).
+    A strict system accepts a signed request once, for one operation, so it refuses the
+    second updateStatus (``gateway.wrong_operation``); a compatible one serves the loop."""
     g22, h41 = world.system("g22"), world.system("h41")
     for _ in range(2):
         assert g22.send_edoc(world.hub.agency("G22").document(
@@ -110,14 +112,20 @@ def test_the_sdk_loop_with_one_service_object(world):
     service = h41.service()
     assert h41.send(service.build("getReceivedEdocList", {
         "servicetype": "eDoc", "messagetype": "edoc"}))[1]["data"] == items
-    signatures = []
+    signatures, answers = [], []
     for item in items:
         for operation, params in (("getEdoc", {"filePath": "xml", "docId": item["docId"]}),
                                   ("updateStatus", {"status": "done", "docId": item["docId"]})):
             request = service.build(operation, params)
             signatures.append(request.header("XroadVnpt-hash-header"))
-            assert h41.send(request)[1]["status"] == "OK", operation
+            answers.append(h41.send(request)[1]["ErrorCode"])
     assert signatures[2] == signatures[3]
+    assert answers == ["0", "0", "0", "gateway.wrong_operation"]
+    gateway_systems.set_policy(world.hub.admin, h41.system_id, policy="compatible")
+    try:
+        assert h41.send(request)[1]["status"] == "OK"  # the same updateStatus, compatible
+    finally:
+        gateway_systems.set_policy(world.hub.admin, h41.system_id, policy="strict")
     assert h41.received() == []
 
 

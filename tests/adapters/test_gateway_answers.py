@@ -212,7 +212,10 @@ def test_a_body_too_large_is_refused_with_the_operations_fields(world):
     with TestClient(create_app(small, manage_lifecycle=False)) as http:
         for operation in CALLS:
             request = build(g22, operation)
-            request = type(request)(request.method, operation, request.headers, b"x" * 3000)
+            # over the package limit for sendEdoc, over the small-body limit for the rest
+            size = max(3000, small.body_limit(operation) + 1)
+            assert size < service.SMALL_BODY or operation != "sendEdoc"
+            request = type(request)(request.method, operation, request.headers, b"x" * size)
             status, response = send(world, request, http)
             assert status == 413, operation
             assert response.json()["ErrorCode"] == "envelope.too_large"
@@ -251,7 +254,7 @@ def test_an_unexpected_failure_is_answered_with_the_operations_fields(world, mon
     monkeypatch.undo()
     # the HTTP layer failing around the gateway answers the same way
     broken = Gateway(world.gateway.config, engine=world.hub.engine)
-    monkeypatch.setattr(broken, "handle", crash)
+    monkeypatch.setattr(broken, "admit", crash)
     with TestClient(create_app(broken, manage_lifecycle=False),
                     raise_server_exceptions=False) as http:
         status, response = send(world, build(g22, "sendEdoc"), http)

@@ -184,15 +184,13 @@ def test_a_timestamp_pinned_to_one_zone_is_read_in_that_zone_only():
     assert check(request, "k", rule=auth.TimestampRule(zone="UTC", window=WINDOW))
 
 
-def test_system_secrets_are_sealed_with_vdx_gateway_key_when_it_is_set(monkeypatch):
+def test_system_secrets_are_sealed_with_the_gateways_key():
     from vdx_adapters.gateway import tables as gateway
 
-    monkeypatch.delenv("VDX_GATEWAY_KEY", raising=False)
-    assert gateway.open_secret(gateway.seal_secret("s3cret")) == "s3cret"
-    monkeypatch.setenv("VDX_GATEWAY_KEY", "a long random key for the test")
-    sealed = gateway.seal_secret("s3cret")
+    key = "a long random key for the test"
+    sealed = gateway.seal_secret("s3cret", key)
     assert sealed.startswith("fernet:") and "s3cret" not in sealed
-    assert gateway.open_secret(sealed) == "s3cret"
-    for key in ("another key", ""):
-        monkeypatch.setenv("VDX_GATEWAY_KEY", key)
-        assert code_of(lambda: gateway.open_secret(sealed)) == "gateway.unknown_system"
+    assert gateway.open_secret(sealed, key) == "s3cret"
+    assert gateway.open_secret("plain:old", None) == "old"  # written before migration 0008
+    for wrong in ("another key", "", None):
+        assert code_of(lambda k=wrong: gateway.open_secret(sealed, k)) == "gateway.unknown_system"

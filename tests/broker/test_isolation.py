@@ -75,10 +75,32 @@ def as_user(user_id: str) -> pika.BasicProperties:
 
 def test_a_node_submits_as_itself_and_the_hub_receives_it(world):
     channel = world.channel()
-    channel.basic_publish("vdx.submit", "document", b"<edXML/>", as_user(world.a))
+    channel.basic_publish("vdx.submit", world.code_a, b"<edXML/>", as_user(world.a))
     hub = world.hub.channel()
-    method, props, body = hub.basic_get("vdx.hub.submit", auto_ack=True)
+    method, props, body = hub.basic_get(f"vdx.hub.submit.{world.code_a}", auto_ack=True)
     assert (body, props.user_id) == (b"<edXML/>", world.a)
+
+
+def test_a_node_publishes_only_with_its_own_routing_key(world):
+    """The broker enforces it (topic permission): a node can fill no other node's submit
+    queue, nor the shared one through a key no node's queue is bound to."""
+    for key in (world.code_b, "document", "#", f"{world.code_a}.x", ""):
+        code = refusal(world, lambda ch, k=key: ch.basic_publish("vdx.submit", k, b"x",
+                                                                 as_user(world.a)))
+        assert code == ACCESS_REFUSED, key
+
+
+def test_cannot_consume_any_submit_queue(world):
+    for queue in (f"vdx.hub.submit.{world.code_b}", f"vdx.hub.submit.{world.code_a}"):
+        assert refusal(world, lambda ch, q=queue: ch.basic_get(q)) == ACCESS_REFUSED
+        assert refusal(world, lambda ch, q=queue: ch.basic_consume(
+            q, lambda *a: None)) == ACCESS_REFUSED
+
+
+def test_a_nodes_account_has_connection_and_channel_caps(world):
+    assert provision.user_limits(world.api, world.a) == {
+        "max-connections": provision.NODE_MAX_CONNECTIONS,
+        "max-channels": provision.NODE_MAX_CHANNELS}
 
 
 def test_a_node_reads_its_own_inbox(world):
@@ -118,7 +140,7 @@ def test_cannot_publish_through_the_default_exchange(world):
 
 
 def test_cannot_publish_as_another_node(world):
-    code = refusal(world, lambda ch: ch.basic_publish("vdx.submit", "document", b"x",
+    code = refusal(world, lambda ch: ch.basic_publish("vdx.submit", world.code_a, b"x",
                                                       as_user(world.b)))
     assert code == PRECONDITION_FAILED
 
@@ -189,12 +211,12 @@ def test_nonstandard_codes_are_isolated_alike(world):
         _, _, body = channel.basic_get(inbox(short), auto_ack=True)
         assert body == f"for {short}".encode()
         channel.confirm_delivery()
-        channel.basic_publish("vdx.submit", "document", b"<edXML/>", as_user(account))
+        channel.basic_publish("vdx.submit", short, b"<edXML/>", as_user(account))
         for other in (inbox(long), inbox(world.code_a)):
             with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
                 connection.channel().basic_get(other)
             assert info.value.reply_code == ACCESS_REFUSED, other
     finally:
         connection.close()
-    method, props, _ = world.hub.channel().basic_get("vdx.hub.submit", auto_ack=True)
+    method, props, _ = world.hub.channel().basic_get(f"vdx.hub.submit.{short}", auto_ack=True)
     assert props.user_id == account

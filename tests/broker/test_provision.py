@@ -38,7 +38,8 @@ def test_the_hub_topology_is_declared_as_designed(broker):
     provision.ensure_topology(api, vhost)  # a second time: idempotent
     types = {e.name: api.get(f"exchanges/{vhost}/{e.name}")["type"]
              for e in provision.HUB_TOPOLOGY.exchanges}
-    assert types == {"vdx.submit": "topic", "vdx.deliver": "direct", "vdx.dlx": "fanout"}
+    assert types == {"vdx.submit": "topic", "vdx.deliver": "direct", "vdx.dlx": "fanout",
+                     "vdx.submit.unrouted": "fanout"}
     submit = api.get(f"queues/{vhost}/vdx.hub.submit")
     assert submit["durable"] and submit["type"] == "quorum"
     assert submit["arguments"]["x-delivery-limit"] == provision.SUBMIT_DELIVERY_LIMIT
@@ -46,8 +47,11 @@ def test_the_hub_topology_is_declared_as_designed(broker):
     assert api.get(f"queues/{vhost}/vdx.hub.dead")["type"] == "quorum"
     for binding in provision.HUB_TOPOLOGY.bindings:
         assert provision.has_binding(api, vhost, binding)
-    bindings = api.get(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit")
+    # Each node's packages go to its own queue; the shared one gets what no node's takes.
+    assert api.get(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit") == []
+    bindings = api.get(f"bindings/{vhost}/e/vdx.submit.unrouted/q/vdx.hub.submit")
     assert len(bindings) == 1  # re-running does not duplicate bindings
+    assert api.get(f"exchanges/{vhost}/vdx.submit")["policy"] == "vdx-submit-unrouted"
 
 
 def test_a_definition_with_other_settings_is_refused_with_the_fix(broker):

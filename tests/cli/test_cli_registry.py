@@ -304,8 +304,9 @@ def test_doctor_finds_drift_and_its_fixes_work(hub):
     hub.register(code)
     api, vhost = hub.api, hub.vhost
     api.delete(f"users/{quote(f'{code}@{vhost}', safe='')}")
-    binding = api.get(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit")[0]
-    api.delete(f"bindings/{vhost}/e/vdx.submit/q/vdx.hub.submit/{binding['properties_key']}")
+    binding = api.get(f"bindings/{vhost}/e/vdx.submit.unrouted/q/vdx.hub.submit")[0]
+    api.delete(f"bindings/{vhost}/e/vdx.submit.unrouted/q/vdx.hub.submit/"
+               f"{binding['properties_key']}")
     api.put(f"users/{orphan}", {"password": "x", "tags": ""})
     api.put(f"permissions/{vhost}/{orphan}", {"configure": "", "write": "", "read": ""})
 

@@ -649,7 +649,9 @@ def test_intermediate_ca_from_the_trust_store_completes_the_chain(world: World) 
     with pytest.raises(SignatureError) as err:
         Verifier(TrustStore((world.root_cert,))).verify(data, G22, registry)
     assert err.value.code == "signature.untrusted_certificate"
-    store = TrustStore((world.root_cert,), (sub_cert,), (sub_crl,))
+    # Every certificate but the anchor needs its issuer's CRL: the sub CA the root's.
+    root_crl = pki.build_crl(world.root_key, world.root_cert, {}, number=1)
+    store = TrustStore((world.root_cert,), (sub_cert,), (sub_crl, root_crl))
     assert Verifier(store).verify(data, G22, registry).certificate == leaf
 
 

@@ -103,7 +103,8 @@ class AsyncChannel:
     ``on_ready()``, ``on_message(Incoming)``, ``on_confirm(tokens, ok)``,
     ``on_returned(message_id)``, ``on_closed(reason)`` (``"closed"`` after :meth:`close`),
     and ``on_follow(queue, refusal)`` once a followed queue is consumed (``refusal`` None)
-    or its consume was refused (the broker's reason).
+    or its consume was refused (the broker's reason). A lane's prefetch is
+    ``lane_prefetch`` (default ``prefetch``).
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class AsyncChannel:
         on_closed: Callable[[str], None],
         on_follow: Callable[[str, str | None], None] | None = None,
         start_at: int = 0,
+        lane_prefetch: int | None = None,
     ) -> None:
         self._params = []
         for url in addresses(urls):
@@ -124,6 +126,7 @@ class AsyncChannel:
         self._start_at = start_at % len(self._params)
         self._queues = queues
         self._prefetch = prefetch
+        self._lane_prefetch = lane_prefetch or prefetch
         self._on_ready = on_ready
         self._on_message = on_message
         self._on_confirm = on_confirm
@@ -303,9 +306,11 @@ class AsyncChannel:
             lane.closing = True
             channel.close()
             return
-        channel.basic_qos(prefetch_count=self._prefetch, callback=lambda _f: channel.basic_consume(
-            lane.queue, functools.partial(self._delivered, lane.queue, lane.id), auto_ack=False,
-            callback=lambda _f: self._followed(lane, None)))
+        consume = functools.partial(
+            channel.basic_consume, lane.queue,
+            functools.partial(self._delivered, lane.queue, lane.id), auto_ack=False,
+            callback=lambda _f: self._followed(lane, None))
+        channel.basic_qos(prefetch_count=self._lane_prefetch, callback=lambda _f: consume())
 
     def _lane_cancelled(self, lane: _Lane) -> None:
         lane.cancelled = True
@@ -338,6 +343,7 @@ class AsyncChannel:
             tag=method.delivery_tag, body=body, user_id=props.user_id,
             message_id=props.message_id, redelivered=bool(method.redelivered),
             headers=dict(props.headers or {}), queue=queue, type=props.type, lane=lane,
+            routing_key=method.routing_key or "",
         ))
 
     def _confirmed(self, frame) -> None:

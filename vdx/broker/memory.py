@@ -76,7 +76,9 @@ class MemoryBroker:
                 on_message: Callable[[Incoming], None],
                 on_confirm: Callable[[list[object], bool], None],
                 on_returned: Callable[[object], None],
-                on_closed: Callable[[str], None], prefetch: int = 200) -> MemoryChannel:
+                on_closed: Callable[[str], None],
+                on_follow: Callable[[str, str | None], None] | None = None,
+                prefetch: int = 200) -> MemoryChannel:
         """A new channel consuming the submission queue (what the worker's ``channel``
         argument is called with for each connection)."""
         return MemoryChannel(self, prefetch, on_ready=on_ready, on_message=on_message,
@@ -171,7 +173,10 @@ class MemoryChannel:
 
     # -- operations ---------------------------------------------------------------------
 
-    def ack(self, tag: int) -> None:
+    def follow(self, queue: str) -> None:
+        """Nothing: this broker has the one submission queue, which every channel consumes."""
+
+    def ack(self, tag: int, *, lane: int = 0) -> None:
         if not self.is_open:
             return
         if self._broker._drop_at_ack:
@@ -185,7 +190,7 @@ class MemoryChannel:
         if self._broker.on_ack is not None:
             self._broker.on_ack(message)
 
-    def nack(self, tag: int, requeue: bool) -> None:
+    def nack(self, tag: int, requeue: bool, *, lane: int = 0) -> None:
         if not self.is_open:
             return
         message = self._take(tag)

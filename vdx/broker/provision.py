@@ -1,19 +1,31 @@
 """Broker provisioning through the RabbitMQ management HTTP API (the broker-admin edge).
 
-**Topology** (:data:`HUB_TOPOLOGY`, declared by ``vdx init``):
+**Topology** (:func:`hub_topology`, declared by ``vdx init``):
 
-- ``vdx.submit``, a *topic* exchange bound to the hub's queue with ``#``: agencies may put
-  anything in the routing key and the hub still gets it; a later split (statuses to
-  their own queue, say) is one more binding, not a change agencies have to make.
+- ``vdx.submit``, a *topic* exchange. Each node's packages carry its code as the routing
+  key (:func:`vdx.broker.wire.submit_routing_key`) and are bound to a queue of the node's
+  own, ``vdx.hub.submit.<code>`` (:func:`node_topology`), so that the hub's workers, which
+  consume every node's queue, take turns between senders: a node that floods fills its own
+  queue, not everyone's. What no node's queue takes (a code whose queue is not provisioned
+  yet, a client of an older hub) goes through the exchange's alternate exchange
+  ``vdx.submit.unrouted`` (set by a policy, which applies to an exchange declared before)
+  to the shared queue ``vdx.hub.submit``, which the workers consume too: nothing is
+  returned unroutable.
 - ``vdx.deliver``, a *direct* exchange: routing key = recipient code, one binding per
   node inbox, so a delivery reaches exactly that inbox.
 - ``vdx.dlx``, a *fanout* dead-letter exchange into ``vdx.hub.dead``: whatever is
   dead-lettered lands there whatever its routing key.
-- Quorum queues, durable: ``vdx.hub.submit`` with ``x-delivery-limit`` (a message that
+- Quorum queues, durable: the submit queues with ``x-delivery-limit`` (a message that
   keeps killing workers is dead-lettered instead of looping) and at-least-once
   dead-lettering, ``vdx.hub.dead``, and per node ``vdx.node.<code>.inbox``, which
   dead-letters what its adapter rejects (no delivery limit: a recipient's restarts must
   never turn a document into a dead letter).
+- **Lengths** (:class:`QueueLimits`, from the environment): policies give the submit
+  queues and the inboxes ``max-length`` and ``max-length-bytes`` with ``reject-publish``
+  overflow, so a full queue refuses (nacks) a publication, which its publisher sees,
+  instead of growing without bound or dropping what it holds (a quorum queue takes the
+  one publication that crosses the limit and refuses the next). Policies, because a queue's
+  arguments cannot change once it exists, and a policy applies to existing queues too.
 
 **Node accounts.** Each node has one broker user, named after its code and the hub's
 vhost (:func:`node_account`: ``000.00.00.G22`` in the default vhost,
@@ -27,8 +39,11 @@ that already holds rights in another vhost is never taken over
 (:func:`provision_node` refuses it; :func:`close_node_account` only withdraws this
 vhost's rights from it). Permissions in the hub's vhost are exactly
 (:func:`node_permissions`): configure ``^$`` (declare or delete nothing), write
-``^vdx\\.submit$`` (not the default exchange, not ``vdx.deliver``), read its own inbox.
-No tags, so no management access. Passwords come from :mod:`secrets`, are returned once in
+``^vdx\\.submit$`` (not the default exchange, not ``vdx.deliver``), read its own inbox;
+and on ``vdx.submit`` a topic permission that allows its own code as routing key and no
+other (:func:`node_topic_permission`), so a node can fill no other node's queue. No tags,
+so no management access; a cap on its connections and channels (:data:`NODE_MAX_CONNECTIONS`,
+:data:`NODE_MAX_CHANNELS`). Passwords come from :mod:`secrets`, are returned once in
 :class:`Credentials` and never stored by the hub; RabbitMQ keeps only its salted hash.
 
 Every ``ensure_*`` function is idempotent (PUT of the same definition, binding POSTs that
@@ -43,6 +58,7 @@ import os
 import re
 import secrets
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -60,8 +76,11 @@ from vdx.broker.wire import (
     DELIVER_EXCHANGE,
     SUBMIT_EXCHANGE,
     SUBMIT_QUEUE,
+    UNROUTED_EXCHANGE,
     inbox_queue,
     node_account,
+    submit_queue,
+    submit_routing_key,
 )
 from vdx.errors import RegistryError, TransportError
 
@@ -70,6 +89,10 @@ DEAD_LETTER_EXCHANGE = "vdx.dlx"
 # message itself, with a receipt; the broker's limit is the backstop for a message that
 # kills the worker process before it can count.
 SUBMIT_DELIVERY_LIMIT = 10
+# A node's software needs one or two connections (the SDK's link, a folder bridge) with
+# a channel or two each; the caps stop a runaway client from exhausting the broker.
+NODE_MAX_CONNECTIONS = 16
+NODE_MAX_CHANNELS = 64
 
 
 # --------------------------------------------------------------------------- settings
@@ -166,39 +189,125 @@ class BindingSpec:
 
 
 @dataclass(frozen=True)
+class PolicySpec:
+    """A policy of the vhost: ``definition`` applied to the ``apply_to`` objects (``queues``
+    or ``exchanges``) whose name matches ``pattern``."""
+
+    name: str
+    pattern: str
+    apply_to: str
+    definition: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Topology:
     exchanges: tuple[ExchangeSpec, ...] = ()
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
+    policies: tuple[PolicySpec, ...] = ()
+    # Bindings of an earlier layout, removed once the rest is in place.
+    retired: tuple[BindingSpec, ...] = ()
 
 
-HUB_TOPOLOGY = Topology(
-    exchanges=(ExchangeSpec(SUBMIT_EXCHANGE, "topic"), ExchangeSpec(DELIVER_EXCHANGE, "direct"),
-               ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout")),
-    queues=(
-        QueueSpec(SUBMIT_QUEUE, {
-            "x-queue-type": "quorum",
-            "x-delivery-limit": SUBMIT_DELIVERY_LIMIT,
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-            # At-least-once: a dead letter is kept until vdx.hub.dead confirms it (RabbitMQ
-            # 3.10+); that strategy requires reject-publish on overflow.
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        }),
-        QueueSpec(DEAD_QUEUE, {"x-queue-type": "quorum"}),
-    ),
-    bindings=(BindingSpec(SUBMIT_EXCHANGE, SUBMIT_QUEUE, "#"),
-              BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_QUEUE, "")),
-)
+@dataclass(frozen=True)
+class QueueLimits:
+    """How much a submit queue and an inbox may hold before the broker refuses
+    publications to it (``reject-publish``): messages and bytes of bodies.
+
+    A node's submit queue fills only when the hub is down or that node floods; an inbox
+    fills when its node stops reading. The defaults hold days of a busy agency's traffic
+    while keeping one node from filling the broker's disk.
+    """
+
+    submit_messages: int = 100_000
+    submit_bytes: int = 2 * 1024**3
+    inbox_messages: int = 200_000
+    inbox_bytes: int = 4 * 1024**3
+
+    @classmethod
+    def from_env(cls) -> QueueLimits:
+        """The defaults, or ``$VDX_SUBMIT_MAX_LENGTH``, ``$VDX_SUBMIT_MAX_BYTES``,
+        ``$VDX_INBOX_MAX_LENGTH``, ``$VDX_INBOX_MAX_BYTES`` where set."""
+        default = cls()
+        names = {"submit_messages": "VDX_SUBMIT_MAX_LENGTH",
+                 "submit_bytes": "VDX_SUBMIT_MAX_BYTES",
+                 "inbox_messages": "VDX_INBOX_MAX_LENGTH", "inbox_bytes": "VDX_INBOX_MAX_BYTES"}
+        values = {}
+        for attr, env in names.items():
+            raw = os.environ.get(env, "").strip()
+            if not raw:
+                values[attr] = getattr(default, attr)
+                continue
+            try:
+                values[attr] = int(raw.replace("_", ""))
+            except ValueError:
+                values[attr] = -1
+            if values[attr] < 1:
+                raise TransportError("transport.unavailable",
+                                     f"{env}={raw!r} is not a positive whole number")
+        return cls(**values)
+
+
+SUBMIT_QUEUE_ARGUMENTS: Mapping[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-delivery-limit": SUBMIT_DELIVERY_LIMIT,
+    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+    # At-least-once: a dead letter is kept until vdx.hub.dead confirms it (RabbitMQ
+    # 3.10+); that strategy requires reject-publish on overflow.
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+SUBMIT_POLICY, INBOX_POLICY, UNROUTED_POLICY = "vdx-submit", "vdx-inbox", "vdx-submit-unrouted"
+
+
+def hub_policies(limits: QueueLimits) -> tuple[PolicySpec, ...]:
+    """The vhost's policies: queue lengths, and ``vdx.submit``'s alternate exchange."""
+    return (
+        PolicySpec(SUBMIT_POLICY, f"^{re.escape(SUBMIT_QUEUE)}(\\..+)?$", "queues",
+                   {"max-length": limits.submit_messages,
+                    "max-length-bytes": limits.submit_bytes, "overflow": "reject-publish"}),
+        PolicySpec(INBOX_POLICY, f"^{re.escape(inbox_queue('X')).replace('X', '.+')}$",
+                   "queues", {"max-length": limits.inbox_messages,
+                              "max-length-bytes": limits.inbox_bytes,
+                              "overflow": "reject-publish"}),
+        PolicySpec(UNROUTED_POLICY, f"^{re.escape(SUBMIT_EXCHANGE)}$", "exchanges",
+                   {"alternate-exchange": UNROUTED_EXCHANGE}),
+    )
+
+
+def hub_topology(limits: QueueLimits | None = None) -> Topology:
+    """The hub's exchanges, shared queues, bindings and policies (``limits``: default
+    :meth:`QueueLimits.from_env`)."""
+    return Topology(
+        exchanges=(ExchangeSpec(SUBMIT_EXCHANGE, "topic"),
+                   ExchangeSpec(DELIVER_EXCHANGE, "direct"),
+                   ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
+                   ExchangeSpec(UNROUTED_EXCHANGE, "fanout")),
+        queues=(QueueSpec(SUBMIT_QUEUE, SUBMIT_QUEUE_ARGUMENTS),
+                QueueSpec(DEAD_QUEUE, {"x-queue-type": "quorum"})),
+        bindings=(BindingSpec(UNROUTED_EXCHANGE, SUBMIT_QUEUE, ""),
+                  BindingSpec(DEAD_LETTER_EXCHANGE, DEAD_QUEUE, "")),
+        policies=hub_policies(limits or QueueLimits.from_env()),
+        # The layout before per-node queues: every submission into the shared queue.
+        retired=(BindingSpec(SUBMIT_EXCHANGE, SUBMIT_QUEUE, "#"),),
+    )
+
+
+HUB_TOPOLOGY = hub_topology(QueueLimits())
 
 
 def node_topology(code: str) -> Topology:
-    """The node's inbox, bound from ``vdx.deliver`` with its code as the routing key."""
-    queue = inbox_queue(code)
+    """The node's inbox, bound from ``vdx.deliver`` with its code as the routing key, and
+    its submit queue, bound from ``vdx.submit`` with its submit routing key."""
+    inbox = inbox_queue(code)
+    submit = submit_queue(code)
     return Topology(
-        queues=(QueueSpec(queue, {"x-queue-type": "quorum",
-                                  "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}),),
-        bindings=(BindingSpec(DELIVER_EXCHANGE, queue, code),),
+        queues=(QueueSpec(inbox, {"x-queue-type": "quorum",
+                                  "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}),
+                QueueSpec(submit, SUBMIT_QUEUE_ARGUMENTS)),
+        bindings=(BindingSpec(DELIVER_EXCHANGE, inbox, code),
+                  BindingSpec(SUBMIT_EXCHANGE, submit, submit_routing_key(code))),
     )
 
 
@@ -213,6 +322,21 @@ def node_permissions(code: str) -> Permissions:
     """Exactly what a node's account may touch in the hub's vhost (see the module doc)."""
     return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
                        read=f"^{re.escape(inbox_queue(code))}$")
+
+
+def submit_key_pattern(codes: list[str] | tuple[str, ...]) -> str:
+    """The routing keys on ``vdx.submit`` that publishing for ``codes`` needs, as a
+    topic-permission pattern (``^$``, no key, for no code)."""
+    keys = sorted({re.escape(submit_routing_key(code)) for code in codes})
+    if not keys:
+        return "^$"
+    return f"^{keys[0]}$" if len(keys) == 1 else f"^({'|'.join(keys)})$"
+
+
+def node_topic_permission(code: str) -> dict[str, str]:
+    """The topic permission of node ``code``'s account on ``vdx.submit``: its own routing
+    key only (reading topics is not used: nodes bind nothing)."""
+    return {"exchange": SUBMIT_EXCHANGE, "write": submit_key_pattern([code]), "read": "^$"}
 
 
 # ------------------------------------------------------------------ the HTTP client
@@ -297,8 +421,9 @@ def ensure_vhost(api: ManagementApi, vhost: str) -> bool:
     return True
 
 
-def ensure_topology(api: ManagementApi, vhost: str, topology: Topology = HUB_TOPOLOGY) -> None:
-    """Declare ``topology`` (default the hub's); idempotent."""
+def ensure_topology(api: ManagementApi, vhost: str, topology: Topology | None = None) -> None:
+    """Declare ``topology`` (default the hub's, :func:`hub_topology`); idempotent."""
+    topology = topology or hub_topology()
     v = _q(vhost)
     for ex in topology.exchanges:
         _refuse_mismatch(api.get(f"exchanges/{v}/{_q(ex.name)}"), "exchange", ex.name,
@@ -315,6 +440,44 @@ def ensure_topology(api: ManagementApi, vhost: str, topology: Topology = HUB_TOP
         if not has_binding(api, vhost, b):
             api.request("POST", f"bindings/{v}/e/{_q(b.exchange)}/q/{_q(b.queue)}",
                         {"routing_key": b.routing_key, "arguments": {}})
+    for policy in topology.policies:
+        ensure_policy(api, vhost, policy)
+    if topology.retired:
+        # What the retired bindings took must have somewhere to go first.
+        _await_policies(api, vhost, topology.policies)
+        for b in topology.retired:
+            unbind(api, vhost, b)
+
+
+def ensure_policy(api: ManagementApi, vhost: str, policy: PolicySpec) -> None:
+    api.put(f"policies/{_q(vhost)}/{_q(policy.name)}", {
+        "pattern": policy.pattern, "apply-to": policy.apply_to,
+        "definition": dict(policy.definition), "priority": 0})
+
+
+def _await_policies(api: ManagementApi, vhost: str, policies: tuple[PolicySpec, ...],
+                    timeout: float = 10.0) -> None:
+    """Wait until ``vdx.submit``'s alternate-exchange policy, if among ``policies``,
+    applies to it (the broker applies a policy a moment after it is set)."""
+    if not any(p.name == UNROUTED_POLICY for p in policies):
+        return
+    deadline = time.monotonic() + timeout
+    path = f"exchanges/{_q(vhost)}/{_q(SUBMIT_EXCHANGE)}"
+    while (api.get(path) or {}).get("policy") != UNROUTED_POLICY:
+        if time.monotonic() > deadline:
+            raise TransportError("transport.unavailable",
+                                 f"policy {UNROUTED_POLICY} does not apply to exchange "
+                                 f"{SUBMIT_EXCHANGE} (another policy of higher priority?); "
+                                 f"see `rabbitmqctl list_policies`")
+        time.sleep(0.05)
+
+
+def unbind(api: ManagementApi, vhost: str, binding: BindingSpec) -> None:
+    """Remove ``binding`` if it exists; idempotent."""
+    path = f"bindings/{_q(vhost)}/e/{_q(binding.exchange)}/q/{_q(binding.queue)}"
+    for found in api.get(path) or ():
+        if found.get("routing_key") == binding.routing_key:
+            api.delete(f"{path}/{_q(found['properties_key'])}")
 
 
 def has_binding(api: ManagementApi, vhost: str, binding: BindingSpec) -> bool:
@@ -364,9 +527,24 @@ def provision_node(api: ManagementApi, vhost: str, code: str, *, account: str | 
     perms = node_permissions(code)
     api.put(f"permissions/{_q(vhost)}/{_q(account)}",
             {"configure": perms.configure, "write": perms.write, "read": perms.read})
+    api.put(f"topic-permissions/{_q(vhost)}/{_q(account)}", node_topic_permission(code))
+    set_user_limits(api, account, max_connections=NODE_MAX_CONNECTIONS,
+                    max_channels=NODE_MAX_CHANNELS)
     if credentials is not None and exists:
         close_connections(api, account)  # sessions opened with the old password end now
     return credentials
+
+
+def set_user_limits(api: ManagementApi, user: str, *, max_connections: int,
+                    max_channels: int) -> None:
+    """Cap ``user``'s connections and channels (all vhosts; RabbitMQ 3.10+)."""
+    for limit, value in (("max-connections", max_connections), ("max-channels", max_channels)):
+        api.put(f"user-limits/{_q(user)}/{limit}", {"value": value})
+
+
+def user_limits(api: ManagementApi, user: str) -> dict[str, int]:
+    found = api.get(f"user-limits/{_q(user)}") or ()
+    return next((dict(entry.get("value") or {}) for entry in found), {})
 
 
 def account_exists(api: ManagementApi, user: str) -> bool:
@@ -408,23 +586,37 @@ def close_node_account(api: ManagementApi, vhost: str, code: str, *,
     account of the same name, from before accounts were named per vhost): then only this
     vhost's rights are withdrawn, and the other hub keeps its node. The inbox queue itself
     is kept, with whatever was not yet consumed, for an admin to inspect; nothing new
-    reaches it.
+    reaches it. The node's submit queue is unbound too: the workers drain it (refusing
+    its packages: the node is revoked) and ``vdx init`` deletes it once empty
+    (:func:`drop_submit_queue_if_empty`).
     """
     account = account or node_account(code, vhost)
     if account_exists(api, account):
         if other_vhosts(api, vhost, account):
             api.delete(f"permissions/{_q(vhost)}/{_q(account)}")
+            api.delete(f"topic-permissions/{_q(vhost)}/{_q(account)}")
         else:
             api.delete(f"users/{_q(account)}")
     # The connections of this vhost only: another hub's sessions on the same name stay.
     for connection in api.get(f"connections/username/{_q(account)}") or ():
         if connection.get("vhost") == vhost and connection.get("name"):
             api.delete(f"connections/{_q(connection['name'])}")
-    binding = node_topology(code).bindings[0]
-    path = f"bindings/{_q(vhost)}/e/{_q(binding.exchange)}/q/{_q(binding.queue)}"
-    for found in api.get(path) or ():
-        if found.get("routing_key") == binding.routing_key:
-            api.delete(f"{path}/{_q(found['properties_key'])}")
+    for binding in node_topology(code).bindings:
+        unbind(api, vhost, binding)
+
+
+def drop_submit_queue_if_empty(api: ManagementApi, vhost: str, code: str) -> bool:
+    """Delete revoked node ``code``'s submit queue if the broker reports it empty (the
+    hub's workers drain it meanwhile); True if it is gone. The report lags by the
+    statistics interval, so this runs at ``vdx init``, never right after a revocation."""
+    path = f"queues/{_q(vhost)}/{_q(submit_queue(code))}"
+    found = api.get(path)
+    if found is None:
+        return True
+    if found.get("messages") != 0 or found.get("messages_unacknowledged", 0) != 0:
+        return False
+    api.delete(path)
+    return True
 
 
 def close_connections(api: ManagementApi, user: str) -> None:
@@ -442,7 +634,8 @@ def close_connections(api: ManagementApi, user: str) -> None:
 
 def gateway_permissions(codes: list[str] | tuple[str, ...]) -> Permissions:
     """The VXP gateway's account: write ``vdx.submit``, read the inboxes of the nodes its
-    connected systems serve (``codes``), declare nothing. With no node it reads nothing."""
+    connected systems serve (``codes``), declare nothing. With no node it reads nothing.
+    Its topic permission on ``vdx.submit`` allows the routing keys of ``codes`` only."""
     queues = "|".join(re.escape(inbox_queue(code)) for code in sorted(set(codes)))
     return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
                        read=f"^({queues})$" if queues else "^$")
@@ -468,6 +661,8 @@ def provision_gateway(api: ManagementApi, vhost: str, user: str, codes: list[str
     perms = gateway_permissions(codes)
     api.put(f"permissions/{_q(vhost)}/{_q(user)}",
             {"configure": perms.configure, "write": perms.write, "read": perms.read})
+    api.put(f"topic-permissions/{_q(vhost)}/{_q(user)}",
+            {"exchange": SUBMIT_EXCHANGE, "write": submit_key_pattern(codes), "read": "^$"})
     if credentials is not None and exists:
         close_connections(api, user)
     return credentials

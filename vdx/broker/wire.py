@@ -2,7 +2,10 @@
 
 Nodes (the SDK, the folder bridge through it, the gateway for the nodes it serves) publish
 **submissions**, signed edXML packages, to the exchange ``vdx.submit`` (routing key: the
-sending node's code; the broker stamps the publishing account as ``user_id``). The hub
+sending node's code, the only one the broker lets its account use; the broker stamps the
+publishing account as ``user_id``). Each node's submissions wait in a queue of their own,
+``vdx.hub.submit.<code>``, so that the hub takes turns between senders; a routing key no
+node's queue is bound to lands in the shared ``vdx.hub.submit``. The hub
 puts two kinds of message in a node's inbox ``vdx.node.<code>.inbox`` through the exchange
 ``vdx.deliver`` (routing key: the node's code):
 
@@ -30,8 +33,35 @@ from datetime import datetime
 
 SUBMIT_EXCHANGE = "vdx.submit"
 DELIVER_EXCHANGE = "vdx.deliver"
-SUBMIT_QUEUE = "vdx.hub.submit"
+SUBMIT_QUEUE = "vdx.hub.submit"  # the shared queue: what no node's own queue takes
 DEAD_QUEUE = "vdx.hub.dead"
+# Where vdx.submit sends what no binding takes (its alternate exchange): the shared queue.
+UNROUTED_EXCHANGE = "vdx.submit.unrouted"
+
+_SUBMIT_PREFIX = SUBMIT_QUEUE + "."
+
+
+def submit_routing_key(code: str) -> str:
+    """The routing key node ``code``'s packages are published with on ``vdx.submit``; the
+    broker lets a node's account use no other (topic permissions)."""
+    return code
+
+
+def submit_key_node(routing_key: str) -> str:
+    """The node a submission's routing key names (:func:`submit_routing_key` reversed)."""
+    return routing_key
+
+
+def submit_queue(code: str) -> str:
+    """The queue that holds what node ``code`` submitted, until the hub takes it."""
+    return f"{_SUBMIT_PREFIX}{code}"
+
+
+def submit_node(queue: str) -> str | None:
+    """The node whose submit queue is ``queue``; None for another queue (the shared one)."""
+    if not queue.startswith(_SUBMIT_PREFIX):
+        return None
+    return queue[len(_SUBMIT_PREFIX):] or None
 
 
 _INBOX_PREFIX, _INBOX_SUFFIX = "vdx.node.", ".inbox"
@@ -101,6 +131,7 @@ class Incoming:
     queue: str = SUBMIT_QUEUE
     type: str | None = None
     lane: int = 0
+    routing_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,15 +159,15 @@ def package_type(kind: str | None) -> str:
 def submission(node: str, body: bytes, message_id: str, *, kind: str | None,
                user_id: str, client: str) -> Outgoing:
     """A package a node's own software (``client``) sends to the hub."""
-    return Outgoing(SUBMIT_EXCHANGE, node, body, message_id, package_type(kind),
-                    {CLIENT: client}, user_id=user_id)
+    return Outgoing(SUBMIT_EXCHANGE, submit_routing_key(node), body, message_id,
+                    package_type(kind), {CLIENT: client}, user_id=user_id)
 
 
 def gateway_submission(node: str, body: bytes, message_id: str, *, kind: str, user_id: str,
                        system: str, signed_by_gateway: bool) -> Outgoing:
     """A package the gateway sends for ``node`` on behalf of its ``system`` (under the
     gateway's own account ``user_id``); ``kind`` is ``"status"`` or a document's."""
-    return Outgoing(SUBMIT_EXCHANGE, node, body, message_id,
+    return Outgoing(SUBMIT_EXCHANGE, submit_routing_key(node), body, message_id,
                     STATUS if kind == "status" else DOCUMENT,
                     {GATEWAY_SYSTEM: system,
                      SIGNED_BY_GATEWAY: "true" if signed_by_gateway else "false"},

@@ -1,11 +1,12 @@
 """``vdx hub run`` and what the hub recorded: ``vdx receipts``, ``vdx document`` and
-``vdx audit`` (the ledger and offline proof bundles).
+``vdx audit`` (the ledger, its signed heads and offline proof bundles).
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -150,33 +151,143 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option("--expect-head", "expect_head", type=click.Path(exists=True, path_type=Path),
+              help="A head file from `vdx audit head`, or a directory of them from "
+                   "`vdx audit publish-heads`: the ledger must still reach each one.")
 @click.option("--json", "as_json", is_flag=True)
-def audit_verify(as_json: bool) -> None:
-    """Check the whole ledger chain and every hub signature. Exit 1 on any problem."""
+def audit_verify(expect_head: Path | None, as_json: bool) -> None:
+    """Check the whole ledger chain and every hub signature, and every receipt against its
+    ledger entry. Exit 1 on any problem, each reported at its position (entry seq)."""
     from vdx.core.ledger import make_hash_verifier
     from vdx.hub import audit
 
     admin = hub_admin()
+    certificate = _hub_certificate(admin)
+    heads = []
+    if expect_head is not None:
+        try:
+            heads = audit.read_heads(expect_head, certificate)
+        except audit.HeadError as exc:
+            raise CommandError(f"cannot use the expected head: {exc}", exit_code=2) from exc
+    with admin.transaction() as session:
+        report = audit.verify_ledger(session, make_hash_verifier(certificate),
+                                     expected_heads=[h.head for h in heads])
+    if as_json:
+        emit_json({"intact": report.intact, "entries": report.entries,
+                   "head": report.head_seq, "receipts": report.receipts,
+                   "expected_heads": [h.to_dict() for h in heads],
+                   "problems": [p.to_dict() for p in report.problems]})
+    elif report.intact:
+        reached = (f"; it reaches the expected head, entry {max(h.head.seq for h in heads)}"
+                   if heads else "")
+        click.echo(f"ledger intact: {report.entries} entries, every hash and hub signature "
+                   f"checks, {report.receipts} receipts match their entries{reached}")
+    else:
+        click.echo(f"ledger NOT intact: {len(report.problems)} problem(s) in "
+                   f"{report.entries} entries and {report.receipts} receipts")
+        for p in report.problems:
+            where = f"entry {p.seq}" if p.seq is not None else "no entry"
+            click.echo(f"  {where}: {p.code}: {p.message}")
+    finish(report.intact)
+
+
+@audit_group.command("head")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.xml")
+@click.option("--hub-id", envvar="VDX_HUB_ID", default="vdx-hub", show_default=True,
+              help="This hub's name, written in the head.")
+@click.option("--json", "as_json", is_flag=True)
+def audit_head(out: str, hub_id: str, as_json: bool) -> None:
+    """Write the ledger's current head (entry seq, its hash, the time), signed by the hub
+    as receipts are. Keep it away from the hub: `vdx audit verify --expect-head FILE` later
+    proves that no entry up to it was removed. Anyone can check it offline with
+    `xmlsec1 --verify --enabled-key-data x509 --pubkey-cert-pem hub.pem FILE`."""
+    from vdx.core.ledger import make_hash_verifier
+    from vdx.core.ledger_head import HeadRecord
+    from vdx.hub import audit
+
+    admin = hub_admin()
+    certificate, signer = _hub_certificate(admin), _hub_signer(admin)
+    with admin.transaction() as session:
+        try:
+            head = audit.current_head(session, make_hash_verifier(certificate))
+        except audit.HeadError as exc:
+            raise CommandError(str(exc)) from exc
+    if head is None:
+        raise CommandError("the ledger is empty: there is no head to record yet")
+    record = HeadRecord(hub_id, datetime.now(UTC), head)
+    write_file(out, audit.sign_head(record, signer))
+    if as_json:
+        emit_json(record.to_dict())
+    else:
+        click.echo(f"head: entry {head.seq}, {head.entry_hash}")
+
+
+@audit_group.command("publish-heads")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the head files (one per head, named by its seq).")
+@click.option("--every", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds between two looks at the head.")
+@click.option("--once", is_flag=True, help="Look once and exit (to run from cron).")
+@click.option("--hub-id", envvar="VDX_HUB_ID", default="vdx-hub", show_default=True,
+              help="This hub's name, written in each head.")
+def audit_publish_heads(directory: Path, every: float, once: bool, hub_id: str) -> None:
+    """Write the hub-signed current head into DIR whenever it moved, as
+    ledger-head-<SEQ>.xml, until SIGTERM (or once with --once). Auditors copy DIR away
+    from the hub and pass it to `vdx audit verify --expect-head DIR`. A head file that the
+    ledger no longer matches is never replaced: the command stops with exit 1."""
+    import signal
+    import threading
+
+    from vdx.core.ledger import make_hash_verifier
+    from vdx.hub import audit
+
+    admin = hub_admin()
+    certificate, signer = _hub_certificate(admin), _hub_signer(admin)
+    verify_sig = make_hash_verifier(certificate)
+
+    def report(published) -> None:
+        if published is not None and published.written:
+            click.echo(f"published entry {published.record.head.seq} to {published.path}")
+        elif once:
+            click.echo("the head has not moved" if published else "the ledger is empty")
+
+    try:
+        if once:
+            with admin.transaction() as session:
+                report(audit.publish_head(session, signer, verify_sig, directory,
+                                          hub_id=hub_id, now=datetime.now(UTC)))
+            return
+        with admin.transaction():
+            pass  # refuses an uninitialised database with one line, before the loop
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        audit.publish_heads(admin.transaction, signer, verify_sig, directory, hub_id=hub_id,
+                            every=every, wait=stop.wait, report=report)
+    except (audit.HeadError, OSError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _hub_certificate(admin):
     try:
         certificate = admin.hub_certificate()
     except (OSError, ValueError) as exc:
         raise CommandError(f"cannot read the hub certificate: {exc}") from exc
     if certificate is None:
         raise CommandError("no hub certificate; run `vdx init`")
-    with admin.transaction() as session:
-        report = audit.verify_ledger(session, make_hash_verifier(certificate))
-    if as_json:
-        emit_json({"intact": report.intact, "entries": report.entries,
-                    "head": report.head_seq, "problems": [p.to_dict() for p in report.problems]})
-    elif report.intact:
-        click.echo(f"ledger intact: {report.entries} entries, every hash and hub signature "
-                   f"checks")
-    else:
-        click.echo(f"ledger NOT intact: {len(report.problems)} problem(s) in "
-                   f"{report.entries} entries")
-        for p in report.problems:
-            click.echo(f"  entry {p.seq}: {p.code}: {p.message}")
-    finish(report.intact)
+    return certificate
+
+
+def _hub_signer(admin):
+    from vdx.xmldsig import pki
+    from vdx.xmldsig.sign import Signer
+
+    ca = pki.CaDir(admin.config.pki_dir)
+    try:
+        return Signer.from_files(ca.hub_key, ca.hub_cert)
+    except (OSError, ValueError, pki.PkiError) as exc:
+        raise CommandError(f"cannot load the hub's signing key: {exc}") from exc
 
 
 @audit_group.command("export")

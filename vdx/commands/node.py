@@ -43,15 +43,19 @@ _credentials_file = click.option(
               help="Without a CA or hub certificate, create a TEST development CA and "
                    "issue the hub certificate from it.")
 def init(dev_ca: bool) -> None:
-    """Create or migrate the database, the hub certificate and the broker topology.
+    """Create or migrate the database, the hub certificate, the key of the gateway
+    systems' secrets and the broker topology.
 
     Safe to run again: it also repairs every node's inbox, binding and rights (it never
     creates or resets a password).
     """
+    from vdx_adapters.commands import ensure_gateway_key
+
     from vdx.xmldsig.pki import PkiError
 
+    admin = hub_admin()
     try:
-        report = hub_admin().init(dev_ca=dev_ca)
+        report = admin.init(dev_ca=dev_ca)
     except PkiError as exc:
         raise CommandError(str(exc)) from exc
     except OSError as exc:  # the PKI directory is not writable, say
@@ -62,6 +66,7 @@ def init(dev_ca: bool) -> None:
                    f"never use it in production", err=True)
     state = "issued" if report.issued_hub_cert else "present"
     click.echo(f"hub cert     {state}: {report.hub_cert}")
+    ensure_gateway_key(admin)
     click.echo(f"broker       topology declared{' (new vhost)' if report.created_vhost else ''}; "
                f"{report.nodes_checked} node(s) checked")
     for code in report.missing_accounts:
@@ -117,8 +122,10 @@ def node_list(status: str | None, as_json: bool) -> None:
         return
     width = max(len(n.code) for n in nodes)
     for n in nodes:
+        limits = _limits_line(n)
         click.echo(f"{n.code:<{width}}  {n.status:<9}  {n.name}"
-                   + (f"  (parent {n.parent_code})" if n.parent_code else ""))
+                   + (f"  (parent {n.parent_code})" if n.parent_code else "")
+                   + (f"  [limits {limits}]" if limits != "none" else ""))
 
 
 @node_group.command("show")
@@ -133,6 +140,7 @@ def node_show(code: str, as_json: bool) -> None:
     node = view.node
     for key, value in (("code", node.code), ("name", node.name), ("status", node.status),
                        ("parent", node.parent_code), ("email", node.email),
+                       ("limits", _limits_line(node)),
                        ("created", f"{node.created_at:%Y-%m-%d %H:%M} UTC"),
                        ("updated", f"{node.updated_at:%Y-%m-%d %H:%M} UTC")):
         click.echo(f"{key:<8}  {value or '-'}")
@@ -182,6 +190,72 @@ def node_rotate_cert(code: str, cert_file: str, overlap_days: int, trust: str | 
                f"{cert.not_after:%Y-%m-%d})"
                + (f"; the previous one verifies until {overlap_days} day(s) from now"
                   if overlap_days else "; the previous one is retired"))
+
+
+def _limit_value(kind: type, unit: str):
+    def parse(_ctx, param, value: str | None):
+        if value is None:
+            return None
+        text = value.strip().lower().removesuffix(unit).replace("_", "")
+        if text in ("none", "off"):
+            return "none"
+        scale = 1
+        for suffix, factor in (("k", 1000), ("m", 1000**2), ("g", 1000**3)):
+            if unit == "" and text.endswith(suffix):
+                text, scale = text[:-1], factor
+        try:
+            number = kind(text) * scale
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise click.BadParameter(f"{value!r}: give a positive number, or 'none'",
+                                     param=param)
+        return number
+    return parse
+
+
+def _limits_line(node) -> str:
+    from vdx.hub.limits import NodeLimits
+
+    limits = NodeLimits(node.rate_per_second, node.burst, node.max_bytes_per_day)
+    shown = []
+    if limits.rate is not None:
+        shown.append(f"{limits.rate:g}/s, burst {int(limits.capacity)}")
+    if limits.max_bytes_per_day is not None:
+        shown.append(f"{limits.max_bytes_per_day:,} bytes/day")
+    return "; ".join(shown) or "none"
+
+
+@node_group.command("set-limits")
+@click.argument("code")
+@click.option("--rate", callback=_limit_value(float, "/s"), metavar="N/s",
+              help="Packages per second on average (e.g. 5 or 0.5/s); 'none' removes it.")
+@click.option("--burst", callback=_limit_value(int, "x"), metavar="N",
+              help="Packages accepted at once above the rate (default: 10 s of the rate); "
+                   "'none' restores the default.")
+@click.option("--max-bytes-per-day", callback=_limit_value(int, ""), metavar="N",
+              help="Bytes of packages per UTC day (suffix k, m, g: 500m); 'none' removes it.")
+@click.option("--clear", is_flag=True, help="Remove every limit of CODE.")
+@click.option("--json", "as_json", is_flag=True, help="Print the node as JSON.")
+def node_set_limits(code: str, rate, burst, max_bytes_per_day, clear: bool,
+                    as_json: bool) -> None:
+    """Limit what the hub takes from CODE: a package beyond gets a `rejected` receipt
+    (transport.rate_limited), checked before its signature. Limits hold across all the
+    hub's workers."""
+    given = {"rate": rate, "burst": burst, "max_bytes_per_day": max_bytes_per_day}
+    if clear:
+        if any(v is not None for v in given.values()):
+            raise CommandError("--clear removes every limit; give it alone")
+        changes = dict.fromkeys(given)
+    else:
+        changes = {k: None if v == "none" else v for k, v in given.items() if v is not None}
+        if not changes:
+            raise CommandError("give --rate, --burst, --max-bytes-per-day or --clear")
+    node = hub_admin().set_limits(code, **changes)
+    if as_json:
+        emit_json(node.to_dict())
+        return
+    click.echo(f"{code}: limits {_limits_line(node)}")
 
 
 @node_group.command("credentials")

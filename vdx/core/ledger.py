@@ -9,7 +9,12 @@ hold the hub's key can change the ledger, but not without it showing.
 
 The one thing a chain cannot show by itself is that its newest entries were cut off: the
 remaining entries are still a perfect chain. The caller passes a head recorded elsewhere
-(``expected_head``: a hash published, printed or kept off the database) to catch that.
+(``expected_head``/``expected_heads``: a hash published, printed or kept off the
+database, such as the hub-signed head documents of :mod:`vdx.core.ledger_head`) to catch
+that.
+
+:class:`ReceiptAudit` holds the receipts table to the ledger: each row must say what the
+genuine entry of its receipt (and the signed receipt whose hash that entry recorded) says.
 
 Appending must be serialised (the store locks the head row): two entries with the same
 predecessor are a fork, which the audit reports.
@@ -25,7 +30,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
@@ -33,8 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from vdx.core.receipts import format_utc, parse_utc
-from vdx.errors import CATALOGUE
+from vdx.core.receipts import format_utc, parse_receipt, parse_utc
+from vdx.errors import CATALOGUE, VdxError
 
 GENESIS_HASH = "0" * 64
 # Versions the encoding below: an entry hashed under another layout can never collide
@@ -252,8 +257,10 @@ class _Seen:
 
 
 def verify_chain(entries: Iterable[LedgerEntry], verify_sig: VerifySignature, *,
-                 expected_head: LedgerHead | str | None = None) -> list[LedgerProblem]:
+                 expected_head: LedgerHead | str | None = None,
+                 expected_heads: Iterable[LedgerHead | str] = ()) -> list[LedgerProblem]:
     """Every problem in ``entries``, by position; an empty list means the ledger is intact.
+    (:func:`audit_chain` also says which entries are genuine.)
 
     Pass the entries in the order they are stored (``ORDER BY seq`` is fine). Reported:
     ``ledger.edited`` (fields changed), ``ledger.bad_signature`` (not signed by the hub:
@@ -268,7 +275,27 @@ def verify_chain(entries: Iterable[LedgerEntry], verify_sig: VerifySignature, *,
     ``expected_head`` is a head recorded earlier (:class:`LedgerHead`, or its hash alone;
     the genesis head of an empty ledger checks nothing): entries appended after it are
     fine, losing it is not. A :class:`LedgerHead` also says how many entries were lost.
+    ``expected_heads`` are further recorded heads (a head the database keeps, and one
+    kept off it); a problem two of them find is reported once.
     """
+    return audit_chain(entries, verify_sig, expected_heads=(expected_head, *expected_heads),
+                       ).problems
+
+
+@dataclass(frozen=True)
+class ChainAudit:
+    """What :func:`audit_chain` found: the problems (as :func:`verify_chain` returns
+    them) and the entries that are genuine: written and signed by the hub, holding the
+    position they were written at, in position order."""
+
+    problems: list[LedgerProblem]
+    genuine: tuple[LedgerEntry, ...]
+
+
+def audit_chain(entries: Iterable[LedgerEntry], verify_sig: VerifySignature, *,
+                expected_heads: Iterable[LedgerHead | str | None] = ()) -> ChainAudit:
+    """:func:`verify_chain`, and which entries can be relied on (to check what the
+    database holds beside the ledger against them: :class:`ReceiptAudit`)."""
     items = list(entries)
     seen = [_inspect(e, verify_sig) for e in items]
     slot, moved = _positions(items, seen)
@@ -326,11 +353,19 @@ def verify_chain(entries: Iterable[LedgerEntry], verify_sig: VerifySignature, *,
                    f"entry {items[i].seq} does not follow entry {items[before].seq}: its "
                    f"prev_hash {items[i].prev_hash[:16]}… names another entry (a fork)")
 
-    if expected_head is not None and _names_an_entry(expected_head):
-        trusted = {position: i for position, i in keeper.items()
-                   if seen[i].authentic or i in moved}
-        _check_head(items, seen, trusted, last, expected_head, report)
-    return [p for _, _, p in sorted(problems, key=lambda t: (t[0], t[1]))]
+    trusted = {position: i for position, i in keeper.items() if seen[i].authentic or i in moved}
+    for head in dict.fromkeys(h for h in expected_heads if h is not None and _names_an_entry(h)):
+        _check_head(items, seen, trusted, last, head, report)
+    ordered = [p for _, _, p in sorted(problems, key=lambda t: (t[0], t[1]))]
+    genuine = tuple(items[i] for position, i in sorted(keeper.items())
+                    if seen[i].authentic and items[i].seq == position)
+    return ChainAudit(list(dict.fromkeys(ordered)), genuine)
+
+
+def is_genuine(entry: LedgerEntry, verify_sig: VerifySignature) -> bool:
+    """Whether ``entry``'s fields hash to its recorded hash and the hub signed that hash
+    (one entry, not its place in the chain: :func:`verify_chain` checks that)."""
+    return _inspect(entry, verify_sig).authentic
 
 
 def _inspect(e: LedgerEntry, verify_sig: VerifySignature) -> _Seen:
@@ -539,3 +574,104 @@ def _check_head(items: list[LedgerEntry], seen: list[_Seen], trusted: dict[int, 
         report(i, "ledger.truncated", head.seq,
                f"entry {head.seq} is not the recorded head {head.entry_hash[:16]}…: the "
                "ledger was cut back and rewritten from there")
+
+
+# ============================================================ receipts vs ledger ======
+
+# A receipt row's time is stamped by the hub's clock when the receipt is planned, the
+# signed receipt's IssuedAt when it is made: the same moment, give or take the batch.
+RECEIPT_CLOCK_SLACK = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    """A receipt as the receipts table holds it (what ``vdx receipts query`` shows)."""
+
+    receipt_id: str
+    kind: str
+    addressee: str
+    document_id: str | None
+    recipient: str | None
+    delivery_id: str | None
+    error_code: str | None
+    status_code: str | None
+    created_at: datetime
+    body: bytes
+
+
+class ReceiptAudit:
+    """Checks the receipts table against the ledger, one row at a time (rows stream from
+    the database in any order), then reports the receipts that are gone.
+
+    Each row must match the genuine ledger entry of its receipt id: its kind, addressee
+    (the entry's ``sender``), document and recipient are the entry's, its body is the
+    signed receipt whose SHA-256 the entry recorded, and what the row says beside those
+    (delivery id, error code, status code, time) is what that signed receipt says.
+    Reported: ``ledger.receipt_mismatch`` at the entry's position, with every field that
+    differs; ``ledger.receipt_missing`` for an entry whose row is gone;
+    ``ledger.receipt_unrecorded`` (no position) for a row no ledger entry records. A row
+    whose entry is damaged is left out: the chain's own problem reports that entry.
+    """
+
+    def __init__(self, genuine: Iterable[LedgerEntry], recorded: Iterable[str | None]) -> None:
+        """``genuine``: :attr:`ChainAudit.genuine`; ``recorded``: the receipt id of every
+        stored entry, damaged ones included."""
+        self._expected = {e.receipt_id: e for e in genuine if e.receipt_id is not None}
+        self._damaged = set(recorded) - set(self._expected)
+        self._problems: list[LedgerProblem] = []
+        self.checked = 0
+
+    def check(self, row: StoredReceipt) -> None:
+        self.checked += 1
+        entry = self._expected.pop(row.receipt_id, None)
+        if entry is None:
+            if row.receipt_id not in self._damaged:
+                self._problems.append(LedgerProblem(
+                    "ledger.receipt_unrecorded", None,
+                    f"receipt {row.receipt_id} ({row.kind} to {row.addressee}) is in no "
+                    "ledger entry: the hub did not issue it"))
+            return
+        differences = _receipt_differences(row, entry)
+        if differences:
+            self._problems.append(LedgerProblem(
+                "ledger.receipt_mismatch", entry.seq,
+                f"receipt {row.receipt_id} differs from entry {entry.seq}: "
+                + "; ".join(differences)))
+
+    def finish(self) -> list[LedgerProblem]:
+        """Every problem found, ordered by position (rows in no entry last)."""
+        for entry in self._expected.values():
+            self._problems.append(LedgerProblem(
+                "ledger.receipt_missing", entry.seq,
+                f"entry {entry.seq} records receipt {entry.receipt_id} ({entry.kind} to "
+                f"{entry.sender}), which is missing from the receipts table"))
+        self._expected.clear()
+        return sorted(self._problems,
+                      key=lambda p: (p.seq is None, p.seq or 0, p.code, p.message))
+
+
+def _receipt_differences(row: StoredReceipt, entry: LedgerEntry) -> list[str]:
+    found = [f"{name} is {got!r} where the ledger has {want!r}" for name, got, want in (
+        ("kind", row.kind, entry.kind), ("addressee", row.addressee, entry.sender),
+        ("document_id", row.document_id, entry.document_id),
+        ("recipient", row.recipient, entry.recipient)) if got != want]
+    if not isinstance(row.body, bytes) or \
+            hashlib.sha256(row.body).hexdigest() != entry.receipt_sha256:
+        found.append("its body is not the signed receipt the ledger recorded "
+                     "(SHA-256 differs)")
+        return found
+    try:
+        signed = parse_receipt(row.body)
+    except VdxError as exc:  # the hub recorded a body it cannot read back: say so
+        found.append(f"its recorded body is not a readable receipt ({exc.code})")
+        return found
+    found += [f"{name} is {got!r} where the signed receipt has {want!r}" for name, got, want in (
+        ("receipt id", row.receipt_id, signed.receipt_id),
+        ("delivery_id", row.delivery_id, signed.delivery_id),
+        ("error_code", row.error_code, signed.error_code),
+        ("status_code", row.status_code, signed.status_code)) if got != want]
+    if not isinstance(row.created_at, datetime) or row.created_at.utcoffset() is None \
+            or abs(row.created_at - signed.issued_at) > RECEIPT_CLOCK_SLACK:
+        found.append(f"created_at is {row.created_at} where the signed receipt was issued "
+                     f"at {format_utc(signed.issued_at)}")
+    return found

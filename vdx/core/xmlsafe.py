@@ -3,7 +3,10 @@
 The parser never reads a DTD, never expands or fetches an entity, never touches the
 network and never processes XInclude. Size, depth, text and attribute limits are checked
 by us (libxml2's own limits are lifted with ``huge_tree`` because a legitimate package may
-carry a 20 MiB base64 attachment), and each refusal has its own catalogue code.
+carry a 20 MiB base64 attachment), and each refusal has its own catalogue code. What the
+tree would cost (how many nodes, attributes and namespace declarations) is counted before
+it is built (:mod:`vdx.core.xmlcount`), and any failure of lxml while parsing or checking
+is a refusal too (``envelope.too_complex``), never an exception of another kind.
 
 Text of ``ContentTransferEncoded`` (attachments) is bounded only by the total size: it is
 the one place where a large text node is expected, and it is never copied into Python here.
@@ -23,6 +26,7 @@ from functools import lru_cache
 
 from lxml import etree
 
+from vdx.core.xmlcount import check_counts
 from vdx.errors import EnvelopeError
 
 EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -45,6 +49,12 @@ class ParseLimits:
     max_depth: int = 64
     max_text: int = 1024 * 1024
     max_attribute: int = 4096
+    # What a package may cost before its tree is built. Real packages (the EdXML SDK's
+    # samples, the quirks corpus, live-shaped traffic) have at most ~325 nodes, 7
+    # attributes and 3 namespace declarations; a tree at these limits stays under ~30 MB.
+    max_elements: int = 100_000  # elements, comments and processing instructions
+    max_attributes: int = 10_000  # in the whole package, namespace declarations aside
+    max_namespaces: int = 1_000  # namespace declarations in the whole package
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -76,16 +86,27 @@ def parse_untrusted(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree.
             f"the package is {len(data):,} bytes; the limit is {limits.max_bytes:,}",
         )
     _refuse_junk_and_doctype(data)
+    check_counts(data, limits)
     try:
         # A fresh parser per call: lxml parsers are not thread-safe and cost ~1 µs to make.
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc) from exc
+    except (etree.LxmlError, MemoryError) as exc:
+        raise _too_complex("parsing", exc) from exc
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise EnvelopeError("envelope.dtd_forbidden", line=1)
-    _check_limits(root, limits, len(data))
+    try:
+        _check_limits(root, limits, len(data))
+    except (etree.LxmlError, MemoryError, RecursionError) as exc:
+        raise _too_complex("checking the limits", exc) from exc
     return tree
+
+
+def _too_complex(stage: str, exc: BaseException) -> EnvelopeError:
+    return EnvelopeError("envelope.too_complex",
+                         f"{stage} failed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _refuse_junk_and_doctype(data: bytes) -> None:
@@ -134,6 +155,10 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> EnvelopeError:
     msg = str(exc.msg or exc)
     line = exc.lineno
     lowered = msg.lower()
+    if "excessive depth" in lowered:
+        return EnvelopeError("envelope.too_deep", msg, line=line)
+    if "memory" in lowered or "huge" in lowered:
+        return EnvelopeError("envelope.too_complex", msg, line=line)
     if "encoding" in lowered or "utf-8" in lowered or "char 0x" in lowered or "bytes:" in lowered:
         return EnvelopeError("envelope.bad_encoding", msg, line=line)
     if "entity" in lowered:

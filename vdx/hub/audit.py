@@ -1,5 +1,10 @@
 """What auditors ask of the journal: receipts, one document's timeline, the ledger's proof.
 
+The proof: :func:`verify_ledger` checks the chain, every hub signature and every receipt
+row against its ledger entry; :func:`publish_head` writes the hub-signed current head
+(:mod:`vdx.core.ledger_head`) for auditors to keep, and a kept head, read back by
+:func:`read_heads`, lets :func:`verify_ledger` prove that no entry was cut off the end.
+
 Functions take a session and return frozen values; the CLI prints them.
 """
 
@@ -7,18 +12,50 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
+import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cryptography import x509
 from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from vdx.core.ledger import LedgerHead, LedgerProblem, verify_chain
+from vdx.core.ledger import (
+    LedgerHead,
+    LedgerProblem,
+    ReceiptAudit,
+    StoredReceipt,
+    VerifySignature,
+    audit_chain,
+    is_genuine,
+)
+from vdx.core.ledger_head import (
+    FILE_PREFIX,
+    FILE_SUFFIX,
+    HeadDocumentError,
+    HeadRecord,
+    build_head_document,
+    file_name,
+    head_from_tree,
+    load_head_tree,
+)
 from vdx.core.status_order import supersedes
+from vdx.errors import TransportError, VdxError
 from vdx.hub import journal
 from vdx.hub.journal import DeliveryRow, DocumentRow, LedgerHeadRow, LedgerRow, ReceiptRow
+
+if TYPE_CHECKING:
+    from vdx.xmldsig.sign import Signer
+
+log = logging.getLogger("vdx.audit")
 
 
 @dataclass(frozen=True)
@@ -148,23 +185,175 @@ def current_statuses(session: Session, document_id: str) -> list[RecipientStatus
 
 @dataclass(frozen=True)
 class AuditReport:
+    """The ledger's chain and signatures, and the receipts table checked against it."""
+
     entries: int
     head_seq: int | None
     problems: tuple[LedgerProblem, ...]
+    receipts: int = 0  # receipt rows checked
 
     @property
     def intact(self) -> bool:
         return not self.problems
 
 
-def verify_ledger(session: Session, verify_sig: Callable[[bytes, bytes], bool]) -> AuditReport:
-    """Check the whole chain and every hub signature, against the recorded head."""
+def verify_ledger(session: Session, verify_sig: VerifySignature, *,
+                  expected_heads: Sequence[LedgerHead] = ()) -> AuditReport:
+    """Check the whole chain and every hub signature against the head the database
+    records and ``expected_heads`` (heads kept off the database, :func:`read_head`), then
+    every receipt row against its ledger entry (:class:`~vdx.core.ledger.ReceiptAudit`).
+    Problems come back by position; receipts that are in no entry come last."""
     rows = session.scalars(select(LedgerRow).order_by(LedgerRow.seq)).all()
     head = session.get(LedgerHeadRow, 1)
     entries = [journal.row_to_entry(r) for r in rows]
-    problems = verify_chain(entries, verify_sig,
-                            expected_head=LedgerHead(head.seq, head.entry_hash) if head else None)
-    return AuditReport(len(entries), head.seq if head else None, tuple(problems))
+    recorded = LedgerHead(head.seq, head.entry_hash) if head else None
+    chain = audit_chain(entries, verify_sig, expected_heads=(recorded, *expected_heads))
+    receipts = ReceiptAudit(chain.genuine, (e.receipt_id for e in entries))
+    for row in session.execute(_STORED_RECEIPTS.execution_options(yield_per=500)):
+        receipts.check(StoredReceipt(*row))
+    problems = sorted([*chain.problems, *receipts.finish()],
+                      key=lambda p: (p.seq is None, p.seq or 0))  # stable: chain first
+    return AuditReport(len(entries), head.seq if head else None, tuple(problems),
+                       receipts.checked)
+
+
+_STORED_RECEIPTS = select(
+    ReceiptRow.id, ReceiptRow.kind, ReceiptRow.addressee, ReceiptRow.document_id,
+    ReceiptRow.recipient, ReceiptRow.delivery_id, ReceiptRow.error_code,
+    ReceiptRow.status_code, ReceiptRow.created_at, ReceiptRow.body)
+
+
+# ====================================================================== heads ======
+
+class HeadError(Exception):
+    """The ledger's head cannot be certified, or a head file cannot be used; the
+    message says why (for the CLI)."""
+
+
+def current_head(session: Session, verify_sig: VerifySignature) -> LedgerHead | None:
+    """The head the database records (``None`` for an empty ledger), once its entry is
+    found and proven genuine: the hub never certifies a head it did not write."""
+    head = session.get(LedgerHeadRow, 1)
+    if head is None or head.seq == 0:
+        return None
+    row = session.get(LedgerRow, head.seq)
+    if row is None or row.entry_hash != head.entry_hash:
+        raise HeadError(f"the recorded head (entry {head.seq}) is not in the ledger: run "
+                        "`vdx audit verify`")
+    if not is_genuine(journal.row_to_entry(row), verify_sig):
+        raise HeadError(f"entry {head.seq}, the head, is not signed by the hub: run "
+                        "`vdx audit verify`")
+    return LedgerHead(head.seq, head.entry_hash)
+
+
+def sign_head(record: HeadRecord, signer: Signer) -> bytes:
+    """The head document, signed as receipts are (``signer``: the hub's
+    :class:`vdx.xmldsig.sign.Signer`)."""
+    return signer.sign_receipt(build_head_document(record))
+
+
+def read_head(data: bytes, hub_certificate: x509.Certificate) -> HeadRecord:
+    """The record of a head document, if ``hub_certificate`` signed it; raises
+    :class:`HeadError` for anything else (a forged or edited head, other bytes)."""
+    from vdx.xmldsig.verify import Verifier
+
+    try:
+        signed = Verifier.verify_receipt(load_head_tree(data), hub_certificate, consume=True)
+        return head_from_tree(signed)
+    except HeadDocumentError as exc:
+        raise HeadError(f"not a ledger head document: {exc}") from exc
+    except VdxError as exc:
+        raise HeadError(f"not signed by the hub ({exc.code}): {exc.message}") from exc
+
+
+def read_heads(path: Path, hub_certificate: x509.Certificate) -> list[HeadRecord]:
+    """The head in a file, or every head published in a directory (each one checked)."""
+    files = (sorted(path.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}")) if path.is_dir() else [path])
+    if not files:
+        raise HeadError(f"{path} holds no {FILE_PREFIX}*{FILE_SUFFIX} file")
+    heads = []
+    for file in files:
+        try:
+            heads.append(read_head(file.read_bytes(), hub_certificate))
+        except OSError as exc:
+            raise HeadError(f"cannot read {file}: {exc.strerror}") from exc
+        except HeadError as exc:
+            raise HeadError(f"{file}: {exc}") from exc
+    return heads
+
+
+@dataclass(frozen=True)
+class Published:
+    """The head file for the current head: written now, or found from an earlier run."""
+
+    record: HeadRecord
+    path: Path
+    written: bool
+
+
+def publish_head(session: Session, signer: Signer, verify_sig: VerifySignature,
+                 directory: Path, *, hub_id: str, now: datetime) -> Published | None:
+    """Write the signed current head to ``directory`` as :func:`file_name` of its seq,
+    unless that file exists (the head has not moved); ``None`` for an empty ledger.
+
+    A file already there for the same position but another hash is never replaced: it
+    is proof that the ledger was rewritten from that entry, raised as :class:`HeadError`.
+    """
+    head = current_head(session, verify_sig)
+    if head is None:
+        return None
+    path = directory / file_name(head.seq)
+    if not path.exists():
+        record = HeadRecord(hub_id, now, head)
+        if _create(path, sign_head(record, signer)):
+            return Published(record, path, True)
+    kept = read_heads(path, signer.certificate)[0]
+    if kept.head != head:
+        raise HeadError(f"{path} certifies entry {head.seq} as {kept.head.entry_hash[:16]}…, "
+                        f"but the ledger now holds {head.entry_hash[:16]}… there: it was "
+                        "rewritten from that entry")
+    return Published(kept, path, False)
+
+
+def publish_heads(sessions: Callable[[], AbstractContextManager[Session]], signer: Signer,
+                  verify_sig: VerifySignature, directory: Path, *, hub_id: str, every: float,
+                  wait: Callable[[float], bool],
+                  report: Callable[[Published | None], None] = lambda _: None,
+                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """:func:`publish_head` now and after every ``wait(every)`` until it returns True
+    (a stop event's ``wait``); ``report`` hears each round's outcome. ``sessions()``
+    gives one transaction. A database that is away for a round is retried the next; a
+    rewritten ledger stops it (:class:`HeadError`).
+    """
+    while True:
+        try:
+            with sessions() as session:
+                report(publish_head(session, signer, verify_sig, directory,
+                                    hub_id=hub_id, now=clock()))
+        except (OperationalError, TransportError) as exc:
+            log.warning("cannot read the ledger head now, trying again in %gs: %s",
+                        every, exc)
+        if wait(every):
+            return
+
+
+def _create(path: Path, data: bytes) -> bool:
+    """Write ``path`` whole or not at all, never over an existing file; False if one
+    appeared meanwhile (another publisher)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.link(tmp, path)  # fails if the name exists: a published head is never replaced
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def bundle_certificates(session: Session, config, document_id: str) -> list[tuple[str, bytes]]:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from vdx.core.ledger import GENESIS_HASH, LedgerEntry, next_entry
 from vdx.core.routing import KnownDocument
-from vdx.store import Base
+from vdx.store import Base, WideId
 
 
 def utcnow() -> datetime:
@@ -98,7 +98,7 @@ class OutboxRow(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(WideId, primary_key=True, autoincrement=True)
     delivery_id: Mapped[str | None] = mapped_column(ForeignKey("deliveries.id"))
     receipt_id: Mapped[str | None] = mapped_column(ForeignKey("receipts.id"))
     routing_key: Mapped[str] = mapped_column(String(64))
@@ -111,7 +111,7 @@ class LedgerRow(Base):
 
     __tablename__ = "ledger"
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(WideId, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(32))
     document_id: Mapped[str | None] = mapped_column(String(512), index=True)
     sender: Mapped[str | None] = mapped_column(String(64))
@@ -130,7 +130,7 @@ class LedgerHeadRow(Base):
     __tablename__ = "ledger_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(WideId)
     entry_hash: Mapped[str] = mapped_column(String(64))
 
 

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -134,9 +134,12 @@ class Planner:
     # ------------------------------------------------------------------ deciding
 
     def decide(self, batch: Sequence[Incoming], directory: BatchDirectory, *,
-               poisoned: bool = False, admit: Admit = pipeline.admit) -> Decisions:
+               poisoned: bool = False, admit: Admit = pipeline.admit,
+               refused: Mapping[tuple[int, int], VdxError] | None = None) -> Decisions:
         """Each message's verdict, with one query for the batch's redeliveries and one for
-        its duplicates. ``poisoned``: refuse them all as ``transport.poison``."""
+        its duplicates. ``poisoned``: refuse them all as ``transport.poison``;
+        ``refused``: the messages (by :func:`message_key`) refused before any check, with
+        why (a node over its limits)."""
         digests = [_sha256(m.body) for m in batch]
         keys = [inbound_key(m.user_id, m.message_id, d)
                 for m, d in zip(batch, digests, strict=True)]
@@ -148,7 +151,9 @@ class Planner:
                 outcomes.append(Outcome(message, digest, key, None))
                 continue
             seen.add(key)
-            verdict = self.decide_one(directory, message, digest, poisoned, admit)
+            error = (refused or {}).get(message_key(message))
+            verdict = (self.refuse(directory, message, error) if error is not None
+                       else self.decide_one(directory, message, digest, poisoned, admit))
             outcomes.append(Outcome(message, digest, key, verdict))
         taken = directory.existing_dedup_keys([
             k for o in outcomes if isinstance(o.verdict, Admitted) for k in dedup_keys(o.verdict)])
@@ -171,6 +176,11 @@ class Planner:
             return Refused(exc, self.addressee(directory, message))
         finally:
             metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
+
+    def refuse(self, directory: BatchDirectory, message: Incoming,
+               error: VdxError) -> Refused:
+        metrics.DOCUMENTS.labels("rejected", error.code).inc()
+        return Refused(error, self.addressee(directory, message))
 
     def addressee(self, directory: BatchDirectory, message: Incoming) -> str | None:
         """Who is told of a refusal: the publishing node, or, when a trusted adapter (the
@@ -296,6 +306,11 @@ def outbox_row(now: datetime, *, routing_key: str, delivery_id: str | None = Non
                receipt_id: str | None = None) -> dict:
     return {"delivery_id": delivery_id, "receipt_id": receipt_id, "routing_key": routing_key,
             "created_at": now, "published_at": None}
+
+
+def message_key(message: Incoming) -> tuple[int, int]:
+    """One consumed message of a connection: its channel (lane) and delivery tag."""
+    return message.lane, message.tag
 
 
 def inbound_key(user_id: str | None, message_id: str | None, sha256: str) -> str:

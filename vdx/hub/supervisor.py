@@ -51,6 +51,17 @@ def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -
     )
 
 
+def node_prefetch() -> int:
+    """``$VDX_NODE_PREFETCH``: how many of one node's packages a worker holds at once
+    (default :data:`vdx.hub.worker.NODE_PREFETCH`)."""
+    import os
+
+    from vdx.hub.worker import NODE_PREFETCH
+
+    raw = os.environ.get("VDX_NODE_PREFETCH", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else NODE_PREFETCH
+
+
 def run_worker(index: int, config: HubConfig, hub_id: str, prefetch: int,
                metrics_port: int | None) -> None:
     """One worker process: logs, metrics, database, keys, then serve until SIGTERM."""
@@ -63,7 +74,8 @@ def run_worker(index: int, config: HubConfig, hub_id: str, prefetch: int,
     if metrics_port:
         metrics.serve(metrics_port + index)
     engine = store.make_engine(config.database_url)
-    worker = HubWorker(WorkerConfig(hub_id=hub_id, amqp_url=amqp_url(), prefetch=prefetch),
+    worker = HubWorker(WorkerConfig(hub_id=hub_id, amqp_url=amqp_url(), prefetch=prefetch,
+                                    node_prefetch=node_prefetch()),
                        store.session_factory(engine), load_services(config))
     worker.install_signal_handlers()
     worker.run_forever()

@@ -4,8 +4,15 @@ One worker process owns one broker connection (a :class:`Channel`: RabbitMQ's
 :class:`vdx.broker.channel.AsyncChannel`, or :class:`vdx.broker.memory.MemoryChannel` in
 unit tests) and runs this loop on its I/O thread:
 
-1. messages arrive (up to ``prefetch`` unacknowledged) and are gathered into a batch
-   (closed after ``batch_wait``, ``batch_max`` messages or ``batch_bytes`` of bodies);
+1. messages arrive from every node's submit queue ``vdx.hub.submit.<code>`` (up to
+   ``node_prefetch`` unacknowledged each; the registry is read again every
+   ``discover_every`` seconds, so a node registered since is served without a restart)
+   and from the shared ``vdx.hub.submit`` (``prefetch``); they wait per queue, and a
+   batch takes one from each queue in turn (closed after ``batch_wait``, ``batch_max``
+   messages or ``batch_bytes`` of bodies), so a node that floods gets its turn like any
+   other instead of the whole hub;
+   a package beyond its node's limits (:mod:`vdx.hub.limits`) is refused there,
+   before any parse or signature check;
 2. each is run through :func:`vdx.hub.pipeline.admit` (size, parse, schema, signature,
    authorise) against one read-only view of the registry for the batch; the batch's
    redeliveries and duplicates are found with one query each, and its receipts are
@@ -29,6 +36,7 @@ import hashlib
 import logging
 import signal
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -41,11 +49,13 @@ from vdx import metrics, store
 from vdx.broker import wire
 from vdx.broker.channel import AsyncChannel
 from vdx.broker.link import Backoff
-from vdx.broker.wire import SUBMIT_QUEUE, Incoming, Outgoing
+from vdx.broker.wire import SUBMIT_QUEUE, Incoming, Outgoing, submit_key_node, submit_queue
 from vdx.core.ledger import LedgerEntry
 from vdx.core.receipts import Receipt
 from vdx.core.xmlsafe import ParseLimits
+from vdx.errors import VdxError
 from vdx.hub import journal
+from vdx.hub import limits as node_limits
 from vdx.hub.journal import (
     DeliveryRow,
     DocumentRow,
@@ -55,11 +65,16 @@ from vdx.hub.journal import (
     utcnow,
 )
 from vdx.hub.pipeline import admit
-from vdx.hub.plan import POISON_AFTER, BatchDirectory, Delivery, Plan, Planner
+from vdx.hub.plan import POISON_AFTER, BatchDirectory, Delivery, Plan, Planner, message_key
+from vdx.registry import nodes as registry
 
 log = logging.getLogger("vdx.hub")
 
 RELAY_AFTER = 30.0  # seconds before another worker's unconfirmed outbox rows are relayed
+REFOLLOW_AFTER = 60.0  # seconds before a submit queue the broker refused is tried again
+# One node's packages a worker holds at once: a small window keeps a flooding node's
+# batches short, so another node's package waits at most about one such batch.
+NODE_PREFETCH = 10
 
 
 class Channel(Protocol):
@@ -96,11 +111,15 @@ class Channel(Protocol):
     def stop_consuming(self, then: Callable[[], None]) -> None:
         """No more deliveries; ``then`` runs once the broker agreed."""
 
-    def ack(self, tag: int) -> None: ...
+    def ack(self, tag: int, *, lane: int = 0) -> None: ...
 
-    def nack(self, tag: int, requeue: bool) -> None: ...
+    def nack(self, tag: int, requeue: bool, *, lane: int = 0) -> None: ...
 
     def publish(self, message: Outgoing, token: object) -> None: ...
+
+    def follow(self, queue: str) -> None:
+        """Consume ``queue`` too (on a lane of its own; ``on_follow`` tells how it went);
+        nothing if it is consumed already."""
 
 
 class OpenChannel(Protocol):
@@ -111,14 +130,17 @@ class OpenChannel(Protocol):
                  on_message: Callable[[Incoming], None],
                  on_confirm: Callable[[list[object], bool], None],
                  on_returned: Callable[[object], None],
-                 on_closed: Callable[[str], None]) -> Channel: ...
+                 on_closed: Callable[[str], None],
+                 on_follow: Callable[[str, str | None], None]) -> Channel: ...
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     hub_id: str
     amqp_url: str
-    prefetch: int = 200
+    prefetch: int = 200  # the shared queue's unacknowledged messages
+    node_prefetch: int = NODE_PREFETCH  # each node's submit queue's
+    discover_every: float = 2.0  # seconds between readings of the registry's nodes
     batch_max: int = 100
     batch_bytes: int = 4 * 1024 * 1024  # a batch closes at this many bytes of packages
     batch_wait: float = 0.005
@@ -152,7 +174,8 @@ class HubWorker:
     """The loop above, for one process (or one thread: tests and the demo).
 
     ``channel`` opens the broker channel for each connection; by default RabbitMQ's, on
-    ``config.amqp_url``, consuming ``vdx.hub.submit`` with ``config.prefetch``.
+    ``config.amqp_url``, consuming ``vdx.hub.submit`` with ``config.prefetch`` and each
+    node's submit queue with ``config.node_prefetch``.
     """
 
     def __init__(self, config: WorkerConfig, sessions: sessionmaker, services: HubServices,
@@ -161,14 +184,21 @@ class HubWorker:
         self.sessions = sessions
         self.services = services
         self._open_channel = channel or functools.partial(
-            AsyncChannel, config.amqp_url, (SUBMIT_QUEUE,), config.prefetch)
+            AsyncChannel, config.amqp_url, (SUBMIT_QUEUE,), config.prefetch,
+            lane_prefetch=config.node_prefetch)
         self._planner = Planner(config.hub_id, config.limits, services.make_receipt, utcnow)
         self._writer = store.WriterLock(sessions.kw["bind"])
         self._last_entry: LedgerEntry | None = None  # the last ledger entry this worker wrote
         self._channel: Channel | None = None
-        self._batch: list[Incoming] = []
-        self._batch_size = 0  # bytes
+        self._waiting: OrderedDict[str, deque[Incoming]] = OrderedDict()  # per queue
+        self._waiting_count = 0
+        self._waiting_bytes = 0
         self._flush_timer: object | None = None
+        self._flush_delay = 0.0
+        self._discover_timer: object | None = None
+        self._refused_at: dict[str, float] = {}  # submit queue -> when the broker refused it
+        self._accounts: dict[str, str] = {}  # broker user -> node code
+        self._limited: frozenset[str] = frozenset()  # nodes with limits
         self._confirmed: list[_Published] = []
         self._confirm_timer: object | None = None
         self._stopping = False
@@ -187,7 +217,7 @@ class HubWorker:
             self._channel = self._open_channel(
                 on_ready=self._ready, on_message=self._received,
                 on_confirm=self._on_confirm, on_returned=self._on_returned,
-                on_closed=self._closed,
+                on_closed=self._closed, on_follow=self._followed,
             )
             started = time.monotonic()
             try:
@@ -234,7 +264,39 @@ class HubWorker:
             self._channel.stop_consuming(self._drain)
             return
         log.info("consuming", extra={"event": "ready", "queue": SUBMIT_QUEUE})
+        self._discover()
         self._relay_outbox()
+
+    def _discover(self) -> None:
+        """Consume the submit queue of every registered node (read again every
+        ``discover_every`` seconds); remember whose account is whose and who is limited."""
+        if self._stopping or not self._channel.is_open:
+            return
+        self._discover_timer = self._channel.call_later(self.config.discover_every,
+                                                        self._discover)
+        try:
+            with self.sessions() as session:
+                nodes = registry.node_accounts(session)
+        except SQLAlchemyError:
+            return  # the next reading
+        self._accounts = {user: code for code, user, _ in nodes}
+        self._limited = frozenset(code for code, _, limited in nodes if limited)
+        now = time.monotonic()
+        for code, _, _ in nodes:
+            queue = submit_queue(code)
+            refused = self._refused_at.get(queue)
+            if refused is None or now - refused >= REFOLLOW_AFTER:
+                self._channel.follow(queue)
+
+    def _followed(self, queue: str, refusal: str | None) -> None:
+        if refusal is None:
+            self._refused_at.pop(queue, None)
+            log.debug("consuming", extra={"event": "follow", "queue": queue})
+            return
+        # Not provisioned yet (`vdx init` makes it), or deleted with a revoked node.
+        self._refused_at[queue] = time.monotonic()
+        log.info("cannot consume a submit queue; trying later",
+                 extra={"event": "follow_refused", "queue": queue, "reason": refusal})
 
     def _relay_periodically(self) -> None:
         """Another worker may have died after its commit: pick up its stale outbox rows."""
@@ -242,15 +304,28 @@ class HubWorker:
         self._relay_timer = self._channel.call_later(RELAY_AFTER, self._relay_periodically)
 
     def _closed(self, reason: str) -> None:
-        self._batch.clear()  # unacknowledged: the broker redelivers them
-        self._batch_size = 0
+        self._waiting.clear()  # unacknowledged: the broker redelivers them
+        self._waiting_count = self._waiting_bytes = 0
         self._confirmed.clear()  # unconfirmed: the outbox still holds them
+        self._refused_at.clear()
         self._flush_timer = self._confirm_timer = self._relay_timer = None
+        self._discover_timer = None
         if reason != "closed":
             log.warning("broker connection closed", extra={"event": "closed", "reason": reason})
 
     def _drain(self) -> None:
-        self._flush()
+        # The nodes' queues were let go, and what this worker held of them went back to
+        # them: only the shared queue's messages (the main channel's) are finished here.
+        for queue in list(self._waiting):
+            kept = deque(m for m in self._waiting[queue] if m.lane == 0)
+            self._waiting_count -= len(self._waiting[queue]) - len(kept)
+            self._waiting_bytes -= sum(len(m.body) for m in self._waiting[queue] if m.lane)
+            if kept:
+                self._waiting[queue] = kept
+            else:
+                del self._waiting[queue]
+        while self._waiting_count and self._channel.is_open:
+            self._flush(again=False)
         self._wait_for_confirms(deadline=time.monotonic() + 10)
 
     def _wait_for_confirms(self, deadline: float) -> None:
@@ -267,27 +342,59 @@ class HubWorker:
     # ------------------------------------------------------------------ consuming
 
     def _received(self, message: Incoming) -> None:
-        self._batch.append(message)
-        self._batch_size += len(message.body)
-        # Large packages go alone: a batch holds its bodies (and one parsed tree at a
-        # time) in memory until its transaction commits.
-        if (len(self._batch) >= self.config.batch_max
-                or self._batch_size >= self.config.batch_bytes):
-            self._flush()
-        elif self._flush_timer is None:
-            self._flush_timer = self._channel.call_later(self.config.batch_wait, self._flush)
+        self._waiting.setdefault(message.queue, deque()).append(message)
+        self._waiting_count += 1
+        self._waiting_bytes += len(message.body)
+        # Never inline: the frames already read are all gathered first, so a node's
+        # lone package that came behind another node's burst is in the next batch.
+        if (self._waiting_count >= self.config.batch_max
+                or self._waiting_bytes >= self.config.batch_bytes):
+            self._flush_soon(0.0)
+        else:
+            self._flush_soon(self.config.batch_wait)
 
-    def _flush(self) -> None:
+    def _flush_soon(self, delay: float) -> None:
+        if self._flush_timer is not None:
+            if delay >= self._flush_delay:
+                return
+            self._channel.remove_timeout(self._flush_timer)
+        self._flush_delay = delay
+        self._flush_timer = self._channel.call_later(delay, self._flush)
+
+    def _flush(self, again: bool = True) -> None:
         if self._flush_timer is not None:
             self._channel.remove_timeout(self._flush_timer)
             self._flush_timer = None
-        batch, large = self._batch, self._batch_size >= self.config.batch_bytes
-        self._batch, self._batch_size = [], 0
+        batch = self._take_batch()
+        large = sum(len(m.body) for m in batch) >= self.config.batch_bytes
         self._journal_batch(batch)
         if large:
             # Database drivers keep buffers as large as the largest message they sent or
             # read (libpq's never shrink): after large packages, start afresh.
             self.sessions.kw["bind"].dispose()
+        if again and self._waiting_count:
+            self._flush_soon(0.0)  # the rest, once what arrived meanwhile is read
+
+    def _take_batch(self) -> list[Incoming]:
+        """Up to ``batch_max`` messages (and ``batch_bytes``), one from each queue in
+        turn, from the queue served longest ago: a flood takes turns with the others.
+        Large packages go alone: a batch holds its bodies (and one parsed tree at a
+        time) in memory until its transaction commits."""
+        batch: list[Incoming] = []
+        size = 0
+        while (self._waiting and len(batch) < self.config.batch_max
+               and size < self.config.batch_bytes):
+            queue, waiting = next(iter(self._waiting.items()))
+            message = waiting.popleft()
+            if waiting:
+                self._waiting.move_to_end(queue)
+            else:
+                del self._waiting[queue]
+            batch.append(message)
+            size += len(message.body)
+        self._waiting_count -= len(batch)
+        self._waiting_bytes -= size
+        return batch
 
     def _journal_batch(self, batch: list[Incoming]) -> None:
         # A redelivered message may be the one that killed a worker: it goes alone, after
@@ -299,15 +406,18 @@ class HubWorker:
             if message.redelivered and self._channel.is_open:
                 self._journal([message], attempt=self._count_attempt(message))
 
-    def _journal(self, batch: list[Incoming], attempt: int = 0, retry: bool = True) -> None:
-        """Decide on ``batch`` and sign its receipts (no writes), record it in ONE short
-        transaction, then ack, then publish."""
+    def _journal(self, batch: list[Incoming], attempt: int = 0, retry: bool = True,
+                 refused: dict[tuple[int, int], VdxError] | None = None) -> None:
+        """Charge the senders' limits, decide on ``batch`` and sign its receipts (no
+        writes), record it in ONE short transaction, then ack, then publish."""
         if not self._channel.is_open:
             return  # closed after a database error: the broker redelivers these
         started = time.perf_counter()
         poisoned = attempt > POISON_AFTER
         try:
-            plan = self._plan(batch, poisoned)
+            if refused is None:
+                refused = {} if poisoned else self._limit(batch)
+            plan = self._plan(batch, poisoned, refused)
             with self._writer, self.sessions.begin() as session:
                 published = self._write(session, plan)
         except IntegrityError:
@@ -315,11 +425,11 @@ class HubWorker:
             # our check and our insert: one message at a time, the check now sees it.
             if retry:
                 for message in batch:
-                    self._journal([message], attempt, retry=False)
+                    self._journal([message], attempt, retry=False, refused=refused)
                 return
             log.exception("conflict persists; the message goes back to the queue",
                           extra={"event": "conflict"})
-            self._channel.nack(batch[0].tag, requeue=True)
+            self._channel.nack(batch[0].tag, requeue=True, lane=batch[0].lane)
             return
         except SQLAlchemyError as exc:
             log.error("database error; closing to get the batch redelivered",
@@ -329,17 +439,18 @@ class HubWorker:
         except Exception:
             if len(batch) > 1:  # find the culprit: the others must not pay for it
                 for message in batch:
-                    self._journal([message], attempt)
+                    self._journal([message], attempt, refused=refused)
                 return
             log.exception("unexpected failure; the message goes back to the queue",
                           extra={"event": "crash"})
-            self._channel.nack(batch[0].tag, requeue=True)
+            self._channel.nack(batch[0].tag, requeue=True, lane=batch[0].lane)
             return
         for message in batch:
             if poisoned:
-                self._channel.nack(message.tag, requeue=False)  # to the dead-letter queue
+                # to the dead-letter queue
+                self._channel.nack(message.tag, requeue=False, lane=message.lane)
             else:
-                self._channel.ack(message.tag)
+                self._channel.ack(message.tag, lane=message.lane)
         self._publish_all(published)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
@@ -353,14 +464,58 @@ class HubWorker:
 
     # ------------------------------------------------------------------ deciding
 
-    def _plan(self, batch: list[Incoming], poisoned: bool) -> Plan:
+    def _plan(self, batch: list[Incoming], poisoned: bool,
+              refused: dict[tuple[int, int], VdxError]) -> Plan:
         """Read-only: what the batch's transaction will write. One registry view for the
         whole batch, closed before the receipts are signed, so the write transaction (and
         the ledger lock) is only the inserts."""
         with self.sessions() as reading:
             decisions = self._planner.decide(batch, self.services.view(reading),
-                                             poisoned=poisoned, admit=admit)
+                                             poisoned=poisoned, admit=admit, refused=refused)
         return self._planner.plan(decisions)
+
+    def _limit(self, batch: list[Incoming]) -> dict[tuple[int, int], VdxError]:
+        """The messages of ``batch`` beyond their node's limits, each with its refusal;
+        no database work unless a limited node sent some (:mod:`vdx.hub.limits`)."""
+        candidates = {}
+        for message in batch:
+            node = self._accounts.get(message.user_id or "")
+            if node is None and message.routing_key:  # a delegate: the node it sends for
+                node = submit_key_node(message.routing_key)
+            if node in self._limited:
+                candidates[message_key(message)] = node
+        if not candidates:
+            return {}
+        with self.sessions() as reading:
+            directory = self.services.view(reading)
+            senders = {key: node for key, node in candidates.items()
+                       if self._sends_for(directory, batch, key, node)}
+            limits = node_limits.read_limits(reading, list(set(senders.values())))
+        demands: dict[str, list[Incoming]] = {}
+        for message in batch:
+            node = senders.get(message_key(message))
+            if node in limits:
+                demands.setdefault(node, []).append(message)
+        if not demands:
+            return {}
+        with self._writer, self.sessions.begin() as session:
+            fits = node_limits.charge(session, {node: [len(m.body) for m in messages]
+                                                for node, messages in demands.items()},
+                                      limits, utcnow())
+        refused = {}
+        for node, messages in demands.items():
+            for message, ok in zip(messages, fits[node], strict=True):
+                if not ok:
+                    refused[message_key(message)] = node_limits.refusal(node, limits[node])
+        return refused
+
+    def _sends_for(self, directory: BatchDirectory, batch: list[Incoming],
+                   key: tuple[int, int], node: str) -> bool:
+        """Whether the message ``key`` of ``batch`` comes from ``node``'s account, or from
+        a delegate (the gateway) that may publish for ``node``."""
+        message = next(m for m in batch if message_key(m) == key)
+        user = message.user_id or ""
+        return self._accounts.get(user) == node or directory.may_publish_for(user, node)
 
     # ------------------------------------------------------------------ journaling
 

@@ -172,7 +172,8 @@ class Admin:
     # ---------------------------------------------------------------- commands --
 
     def init(self, *, dev_ca: bool = True) -> InitReport:
-        """Migrate, make sure the hub has a certificate, declare the topology, repair nodes."""
+        """Migrate, make sure the hub has a certificate, declare the topology, repair nodes
+        (each gets its submit queue; a revoked node's goes once drained)."""
         try:
             revision = store.migrate(self.engine)
         except SQLAlchemyError as exc:
@@ -189,6 +190,7 @@ class Admin:
             account = node.broker_user
             if node.status == registry.REVOKED:
                 provision.close_node_account(self.api, self.vhost, node.code, account=account)
+                provision.drop_submit_queue_if_empty(self.api, self.vhost, node.code)
                 continue
             if account != provision.node_account(node.code, self.vhost):
                 shared.append(node.code)
@@ -305,6 +307,12 @@ class Admin:
                 provision.close_node_account(self.api, self.vhost, code,
                                              account=node.broker_user)
             return provision.reset_password(self.api, self.vhost, code, account=account)
+
+    def set_limits(self, code: str, **limits: float | int | None) -> registry.Node:
+        """Change ``code``'s limits (``rate``, ``burst``, ``max_bytes_per_day``; None
+        removes one); the hub's workers apply them within seconds."""
+        with self.transaction() as session:
+            return registry.set_limits(session, code, actor=self.config.actor, **limits)
 
     def list_nodes(self, status: str | None = None) -> tuple[registry.Node, ...]:
         with self.transaction() as session:

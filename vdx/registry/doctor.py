@@ -54,6 +54,7 @@ def diagnose(admin: Admin, now: datetime | None = None) -> tuple[Finding, ...]:
         _topology(admin, findings)
         if nodes is not None:
             _nodes(admin, nodes, now, findings)
+            _gateway_shared_inboxes(admin, findings)
     return tuple(findings)
 
 
@@ -200,6 +201,20 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
                                f"(a registration that failed halfway?)",
                                f"re-run its `vdx node register`, or `rabbitmqctl delete_user "
                                f"{user}`"))
+
+
+def _gateway_shared_inboxes(admin: Admin, out: list[Finding]) -> None:
+    """A node served by a gateway system and by another client too: its inbox has two
+    consumers and its documents and receipts are split between them."""
+    try:
+        from vdx_adapters.gateway.systems import shared_inboxes
+    except ImportError:  # pragma: no cover - the adapters are installed with the hub
+        return
+    with admin.transaction() as session:
+        served = gateway.served_nodes(session)
+    for code, warning in shared_inboxes(admin, served):
+        out.append(Finding(f"node {code}", WARNING, warning,
+                           "stop the other client, or `vdx gateway remove-system`"))
 
 
 def _account_problems(code: str, account: str, users: dict[str, Any], rights: dict[str, Any],

@@ -64,6 +64,10 @@ class Node:
     created_at: datetime
     updated_at: datetime
     broker_user: str = ""  # the broker account whose user_id its packages carry
+    # Its limits (vdx.hub.limits; None: none): packages/s, burst, bytes per UTC day.
+    rate_per_second: float | None = None
+    burst: int | None = None
+    max_bytes_per_day: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -280,6 +284,36 @@ def node_entry(session: Session, code: str) -> tuple[str, str] | None:
 def node_of_account(session: Session, user: str) -> str | None:
     """The code of the node whose broker user is ``user``, if any."""
     return reading(session).scalar(_OF_ACCOUNT, {"user": user})
+
+
+def node_accounts(session: Session) -> tuple[tuple[str, str, bool], ...]:
+    """``(code, broker user, has limits)`` of every registered node (what a hub worker
+    reads every few seconds: whose submit queues to consume, who is limited)."""
+    limited = (_NODES.c.rate_per_second.is_not(None)) | (_NODES.c.max_bytes_per_day.is_not(None))
+    rows = reading(session).execute(select(_NODES.c.code, _NODES.c.broker_user, limited))
+    return tuple((code, user, bool(has)) for code, user, has in rows)
+
+
+_UNSET: Any = object()
+
+
+def set_limits(session: Session, code: str, *, actor: str, rate: float | None = _UNSET,
+               burst: int | None = _UNSET, max_bytes_per_day: int | None = _UNSET,
+               now: datetime | None = None) -> Node:
+    """Change node ``code``'s limits (those given; None removes one) and log it."""
+    now = now or utcnow()
+    row = _row(session, code)
+    before = _snapshot(session, code, now)
+    if rate is not _UNSET:
+        row.rate_per_second = rate
+    if burst is not _UNSET:
+        row.burst = burst
+    if max_bytes_per_day is not _UNSET:
+        row.max_bytes_per_day = max_bytes_per_day
+    row.updated_at = now
+    _flush(session, code)
+    _log(session, actor, "set_limits", code, before, _snapshot(session, code, now), now)
+    return _node(row)
 
 
 def set_broker_user(session: Session, code: str, user: str, *, actor: str,
@@ -562,7 +596,8 @@ def _snapshot(session: Session, code: str, now: datetime) -> dict[str, Any]:
 
 def _node(row: NodeRow) -> Node:
     return Node(row.code, row.name, row.status, row.parent_code, row.email, row.created_at,
-                row.updated_at, row.broker_user)
+                row.updated_at, row.broker_user, row.rate_per_second, row.burst,
+                row.max_bytes_per_day)
 
 
 def _certificate(row: CertificateRow, now: datetime) -> Certificate:

@@ -1,9 +1,9 @@
 """Development PKI: a TEST national root, agency and hub signing certificates, a CRL.
 
-The pure functions (:func:`create_root`, :func:`issue_certificate`,
-:func:`issue_agency_certificate`, :func:`issue_hub_certificate`, :func:`build_crl`) make
-keys, certificates and CRLs with ``cryptography`` and touch no file. The ``*_ca`` /
-``ca_*`` functions keep a CA directory in this layout (``certs/README.md``)::
+The pure functions (:func:`create_root`, :func:`issue_intermediate`,
+:func:`issue_certificate`, :func:`issue_agency_certificate`, :func:`issue_hub_certificate`,
+:func:`build_crl`) make keys, certificates and CRLs with ``cryptography`` and touch no
+file. The ``*_ca`` / ``ca_*`` functions keep a CA directory in this layout (``certs/README.md``)::
 
     DIR/ca/root.pem              the root certificate (the trust anchor to hand out)
     DIR/ca/root.key              its private key                                (0600)
@@ -108,6 +108,37 @@ def create_root(name: str = ROOT_NAME, *, days: int = 3650, ec_key: bool = False
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
                        critical=False)
         .sign(key, hashes.SHA256() if isinstance(key, rsa.RSAPrivateKey) else hashes.SHA384())
+    )
+    return key, cert
+
+
+def issue_intermediate(ca_key: PrivateKey, ca_cert: x509.Certificate, name: str, *,
+                       days: int = 1825, ec_key: bool = False, now: datetime | None = None,
+                       ) -> tuple[PrivateKey, x509.Certificate]:
+    """A subordinate CA named ``name`` under ``ca_cert`` (which must allow one: the
+    root's path length is 1), issuing leaves only (path length 0); the same profile as
+    the root, so the verifier's CA policy accepts it."""
+    key = generate_key(ec_key)
+    start = _now(now) - _BACKDATE
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "VDX TEST PKI"),
+        x509.NameAttribute(NameOID.COMMON_NAME, name),
+    ])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
     return key, cert
 

@@ -1,17 +1,22 @@
 """Trust anchors, intermediate CAs and CRLs: what :mod:`vdx.xmldsig.verify` chains signers to.
 
 A :class:`TrustStore` is loaded once (from a directory, see ``certs/README.md``) and never
-changes; the verifier relies on that to remember chains it has verified.
+changes; the verifier relies on that to remember chains it has verified. Revocation is
+checked for every certificate of a chain but its anchor
+(:meth:`TrustStore.check_revocation`): a revoked intermediate CA revokes all under it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509 import verification
+
+from vdx.errors import SignatureError
 
 
 class TrustStoreError(ValueError):
@@ -79,6 +84,41 @@ class TrustStore:
     def crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
         """The newest CRL signed by ``issuer``, if the store has one."""
         return self._crl_by_issuer.get(issuer)
+
+    def check_revocation(self, chain: Sequence[x509.Certificate], now: datetime, *,
+                         require_crl: bool = True) -> None:
+        """Refuse ``chain`` (signer first, trust anchor last, as verified) if any of its
+        certificates but the anchor is revoked, or its revocation status is unknown.
+
+        Each certificate is looked up in the newest CRL of the certificate above it, from
+        the anchor down: a revoked intermediate CA is reported as such, and it refuses
+        every certificate under it. Raises :class:`~vdx.errors.SignatureError`:
+        ``signature.revoked_certificate``, or ``signature.revocation_unknown`` for an
+        issuer without a CRL (when ``require_crl``) or with one that is not current.
+        """
+        for depth in range(len(chain) - 2, -1, -1):
+            cert, issuer = chain[depth], chain[depth + 1]
+            what = "the signer certificate" if depth == 0 else (
+                f"the intermediate CA {cert.subject.rfc4514_string()}")
+            crl = self.crl_for(issuer)
+            if crl is None:
+                if require_crl:
+                    raise SignatureError("signature.revocation_unknown",
+                                         f"the trust store has no CRL of "
+                                         f"{issuer.subject.rfc4514_string()}, which issued "
+                                         f"{what}")
+                continue
+            next_update = crl.next_update_utc
+            if next_update is None or next_update < now or crl.last_update_utc > now:
+                raise SignatureError("signature.revocation_unknown",
+                                     f"the CRL of {crl.issuer.rfc4514_string()} is not current "
+                                     f"(next update {next_update})")
+            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if entry is not None:
+                under = "" if depth == 0 else ": every certificate it issued is refused"
+                raise SignatureError("signature.revoked_certificate",
+                                     f"{what}, serial 0x{cert.serial_number:x}, was revoked "
+                                     f"on {entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC{under}")
 
     @property
     def store(self) -> verification.Store:

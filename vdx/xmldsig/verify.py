@@ -19,8 +19,8 @@
 4. ``check_certificate``: valid now (``signature.expired_certificate``), key usage
    digitalSignature or nonRepudiation (``signature.key_usage``), a chain to a trust anchor
    built and verified by ``cryptography.x509.verification`` (``signature.untrusted_certificate``),
-   not on its issuer's CRL (``signature.revoked_certificate``; no fresh CRL:
-   ``signature.revocation_unknown``);
+   neither it nor any intermediate CA above it on its issuer's CRL
+   (``signature.revoked_certificate``; no fresh CRL: ``signature.revocation_unknown``);
 5. ``check_xml_signature``: the signature value with the pinned certificate's key, then
    the document's digest (``signature.invalid``, ``signature.digest_mismatch``):
    :func:`vdx.xmldsig.enveloped.check_enveloped_signature`, the generic XML-DSig engine.
@@ -284,7 +284,7 @@ class Verifier:
                                  "the signer certificate's KeyUsage allows neither "
                                  "digitalSignature nor nonRepudiation") from exc
         known = self._chain(cert, now)
-        self._check_revocation(cert, known, now)
+        self.trust.check_revocation(known.chain, now, require_crl=self.policy.require_crl)
         return known.chain
 
     def check_xml_signature(self, tree: etree._ElementTree, cert: x509.Certificate,
@@ -379,41 +379,20 @@ class Verifier:
             raise SignatureError("signature.untrusted_certificate",
                                  "the signer certificate is itself a trust anchor")
         known = _KnownChain(chain, max(c.not_valid_before_utc for c in chain),
-                            min(c.not_valid_after_utc for c in chain),
-                            self.trust.crl_for(chain[1]))
+                            min(c.not_valid_after_utc for c in chain))
         _bounded_put(self._chains, cert, known)
         return known
-
-    def _check_revocation(self, cert: x509.Certificate, known: _KnownChain,
-                          now: datetime) -> None:
-        crl = known.crl
-        if crl is None:
-            if self.policy.require_crl:
-                raise SignatureError("signature.revocation_unknown",
-                                     f"the trust store has no CRL of "
-                                     f"{known.chain[1].subject.rfc4514_string()}")
-            return
-        next_update = crl.next_update_utc
-        if next_update is None or next_update < now or crl.last_update_utc > now:
-            raise SignatureError("signature.revocation_unknown",
-                                 f"the CRL of {crl.issuer.rfc4514_string()} is not current "
-                                 f"(next update {next_update})")
-        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        if entry is not None:
-            raise SignatureError("signature.revoked_certificate",
-                                 f"serial 0x{cert.serial_number:x} was revoked on "
-                                 f"{entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC")
 
 
 @dataclass(frozen=True)
 class _KnownChain:
     """A chain cryptography verified for its first certificate; it stays valid while every
-    certificate in it is (the trust store never changes), and so does its issuer's CRL."""
+    certificate in it is (the trust store never changes). Its revocation is checked on
+    every use."""
 
     chain: tuple[x509.Certificate, ...]
     valid_from: datetime
     valid_until: datetime
-    crl: x509.CertificateRevocationList | None
 
     def covers(self, now: datetime) -> bool:
         return self.valid_from <= now <= self.valid_until
