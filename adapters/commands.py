@@ -220,11 +220,13 @@ def _key_created(path: Path | None) -> None:
 
 
 def ensure_gateway_key(admin) -> None:
-    """For ``vdx init``: the key of the gateway systems' secrets, created if missing."""
-    from vdx_adapters.gateway import keyfile
+    """For ``vdx init``: the key of the gateway systems' secrets, created if missing; and
+    the gateway's broker rights, brought up to date (the queues a release adds)."""
+    from vdx_adapters.gateway import keyfile, systems
 
     key = keyfile.ensure_key(admin.config.pki_dir)
     click.echo(f"gateway key  {'created' if key.created else 'present'}: {key.source}")
+    systems.refresh_account(admin)
 
 
 @gateway_group.command("rotate-secret")

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import cluster  # noqa: E402
 from bench.common import document_of_size  # noqa: E402
 from bench.rig import Pki, make_pki  # noqa: E402
-from vdx import store  # noqa: E402
+from vdx import parse, store  # noqa: E402
 from vdx.broker import provision  # noqa: E402
 from vdx.client.node import NodeClient  # noqa: E402
 from vdx.registry.admin import Admin, HubConfig  # noqa: E402
@@ -227,7 +227,6 @@ def send_documents(client: NodeClient, agency, recipients: list[str], count: int
     for i in range(count):
         to = rng.choice(recipients)
         body = agency.signer.sign(document_of_size(2048, agency.code, (to,)))
-        from vdx import parse
         document_id = parse(body).document_id
         submission = client.send(body, wait=False)
         with tally.lock:
@@ -313,6 +312,21 @@ def run_faults(schedule: list[tuple[float, str]], nodes: list[cluster.Node],
         faults.append(fault)
 
 
+def fault_gap(options: dict) -> float:
+    """Seconds between two faults: the longest outage and time to see the recovery."""
+    return max(options["broker_down"], options["hub_down"], options["db_down"]) + 12
+
+
+def fault_times(seconds: float, count: int, gap: float, rng: random.Random) -> list[float]:
+    """One random moment per fault, all inside the sending (10 %…80 % of it) and at least
+    ``gap`` apart: each in its own slice of that window."""
+    width = 0.7 * seconds / count
+    if width < gap:
+        raise click.UsageError(f"{count} faults {gap:.0f} s apart need --seconds of at "
+                               f"least {count * gap / 0.7:.0f}")
+    return [0.1 * seconds + i * width + rng.uniform(0, width - gap) for i in range(count)]
+
+
 def stall_after(fault: Fault, accepted_at: list[float]) -> float | None:
     later = [t for t in accepted_at if t > fault.at]
     return (min(later) - fault.at) if later else None
@@ -326,7 +340,8 @@ def stall_after(fault: Fault, accepted_at: list[float]) -> float | None:
 @click.option("--senders", type=click.IntRange(1, 20), default=4, show_default=True)
 @click.option("--recipients", type=click.IntRange(1, 20), default=4, show_default=True)
 @click.option("--seconds", type=click.FloatRange(10), default=None,
-              help="Spread the sending over this long [default: documents ÷ 60, at least 40].")
+              help="Spread the sending over this long [default: documents ÷ 60, and long "
+                   "enough for three faults apart].")
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 8), default=1, show_default=True,
               help="Workers per hub process (two hub processes).")
@@ -343,7 +358,9 @@ def main(documents, senders, recipients, seconds, nodes, workers, broker_down, h
     """Run the exchange on a RabbitMQ cluster through a broker, hub and database crash."""
     seed = seed if seed is not None else secrets.randbelow(10**6)
     rng = random.Random(seed)
-    seconds = seconds or max(40.0, documents / 60)
+    options = {"broker_down": broker_down, "hub_down": hub_down, "db_down": db_down}
+    seconds = seconds or max(documents / 60, 3 * fault_gap(options) / 0.7 + 10)
+    fault_times(seconds, 3, fault_gap(options), random.Random())  # too short: fails here
     root = Path(f"/tmp/vdx-chaos-{secrets.token_hex(3)}")
     root.mkdir(mode=0o755)
     say(f"chaos run in {root}, seed {seed}: {documents} documents over {seconds:.0f} s")
@@ -356,9 +373,7 @@ def main(documents, senders, recipients, seconds, nodes, workers, broker_down, h
         postgres.init()
         result = exchange(root, the_nodes, postgres, hubs, clients, rng, documents=documents,
                           senders=senders, recipients=recipients, seconds=seconds,
-                          workers=workers, settle=settle,
-                          options={"broker_down": broker_down, "hub_down": hub_down,
-                                   "db_down": db_down})
+                          workers=workers, settle=settle, options=options)
     finally:
         for client in clients:
             client.stop()
@@ -385,12 +400,12 @@ def exchange(root: Path, nodes: list[cluster.Node], postgres: LocalPostgres, hub
              options: dict) -> dict:
     amqp = ",".join(n.amqp_url for n in nodes)
     env = os.environ | {
-        "VDX_AMQP_URL": amqp, "VDX_MANAGEMENT_URL": nodes[0].management_url,
+        "VDX_AMQP_URL": amqp, "VDX_MANAGEMENT_URL": ",".join(n.management_url for n in nodes),
         "VDX_DATABASE_URL": postgres.url, "VDX_HOME": str(root / "home"),
         "VDX_PKI_DIR": str(root / "pki"), "VDX_TRUST_DIR": str(root / "pki"),
         "VDX_ACTOR": "chaos"}
     os.environ.update(env)  # for provisioning in this process
-    the_pki: Pki = make_pki(root / "pki", tuple(f"000.00.{i:02d}.G{i:02d}"
+    the_pki: Pki = make_pki(root / "pki", tuple(f"H{i + 10:02d}"
                                                  for i in range(senders + recipients)),
                             ec_agencies=True)
     engine = store.make_engine(postgres.url)
@@ -444,10 +459,7 @@ def exchange(root: Path, nodes: list[cluster.Node], postgres: LocalPostgres, hub
 
     kinds = ["broker", "hub", "database"]
     rng.shuffle(kinds)
-    window = (0.15 * seconds, 0.75 * seconds)
-    slots = sorted(rng.uniform(*window) for _ in kinds)
-    for i in range(1, len(slots)):  # faults apart enough to measure each one
-        slots[i] = max(slots[i], slots[i - 1] + options["broker_down"] + 12)
+    slots = fault_times(seconds, len(kinds), fault_gap(options), rng)
     faults: list[Fault] = []
     started = time.monotonic()
     fault_thread = threading.Thread(target=run_faults, daemon=True, args=(

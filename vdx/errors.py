@@ -171,6 +171,9 @@ _define("routing.not_allowed", "the sender may not send this status or change th
         "bên gửi không có quyền gửi trạng thái hoặc thay đổi văn bản này")
 _define("routing.unknown_document", "the document referred to is unknown",
         "không tìm thấy văn bản được tham chiếu")
+_define("routing.document_id_reused",
+        "the sender already sent other content under this DocumentId to this recipient",
+        "cơ quan gửi đã gửi nội dung khác với cùng mã văn bản (DocumentId) này cho cơ quan nhận")
 
 # -- transport: broker, database and retries -------------------------------------------
 _define("transport.unavailable", "the broker or the database is unavailable",

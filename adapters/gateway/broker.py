@@ -7,12 +7,13 @@ reconnection with backoff, the broker's addresses tried in turn, one publisher-c
 handling), each on a connection of its own, so that a slow mailbox commit never holds up
 the confirm ``sendEdoc`` waits for.
 
-:class:`InboxDrainer` follows the inbox ``vdx.node.<code>.inbox`` of every node some
-connected system serves (the set is read again every few seconds, so adding or removing a
-system needs no restart; an inbox the broker refuses, not provisioned or not readable yet,
-is tried again at each reading), hands each message to ``store`` (which commits it to the
-mailbox) on a thread of its own and acknowledges it only after ``store`` returned. A
-message ``store`` cannot keep goes back to the queue.
+:class:`InboxDrainer` follows the inbox ``vdx.node.<code>.inbox`` and the receipts queue
+``vdx.node.<code>.receipts`` of every node some connected system serves, each on a lane of
+its own, so that receipts never wait behind deliveries (the set is read again every few
+seconds, so adding or removing a system needs no restart; a queue the broker refuses, not
+provisioned or not readable yet, is tried again at each reading), hands each message to
+``store`` (which commits it to the mailbox) on a thread of its own and acknowledges it
+only after ``store`` returned. A message ``store`` cannot keep goes back to the queue.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from dataclasses import dataclass
 
 from vdx.broker.channel import broker_user
 from vdx.broker.link import Link, fatal
-from vdx.broker.wire import Incoming, Outgoing, inbox_node, inbox_queue
+from vdx.broker.wire import (
+    Incoming,
+    Outgoing,
+    inbox_node,
+    inbox_queue,
+    receipts_node,
+    receipts_queue,
+)
 from vdx.errors import TransportError
 
 log = logging.getLogger("vdx.gateway")
@@ -108,8 +116,8 @@ class InboxDrainer:
         self._thread: threading.Thread | None = None
         self._link: Link | None = None
         self._arrived: queue.Queue[tuple[int, Incoming]] = queue.Queue()
-        self._wanted: dict[str, str] = {}  # inbox queue -> node, as last read
-        self.ready = threading.Event()  # set once every served inbox is consumed or refused
+        self._wanted: dict[str, str] = {}  # inbox or receipts queue -> node, as last read
+        self.ready = threading.Event()  # set once every served queue is consumed or refused
 
     def start(self) -> None:
         """Start (or, after :meth:`stop`, start again) on a thread of its own."""
@@ -132,13 +140,19 @@ class InboxDrainer:
 
     @property
     def refused(self) -> dict[str, str]:
-        """Served nodes whose inbox the broker refused to this connection, and why (not
-        provisioned, or no right to read it yet); tried again at each reading."""
+        """Served nodes whose inbox or receipts queue the broker refused to this
+        connection, and why (not provisioned, or no right to read it yet); tried again at
+        each reading. (A node without a receipts queue yet gets its receipts in its inbox.)"""
         link = self._link
         if link is None:
             return {}
-        return {self._wanted.get(q, q): why for q, why in link.following().items()
-                if why is not None}
+        refused: dict[str, str] = {}
+        for q, why in sorted(link.following().items()):
+            if why is not None:
+                node = self._wanted.get(q, q)
+                refused[node] = f"{refused[node]}; {q}: {why}" if node in refused \
+                    else f"{q}: {why}"
+        return refused
 
     def _on_message(self, generation: int, incoming: Incoming) -> None:
         self._arrived.put((generation, incoming))  # I/O thread: the commit waits elsewhere
@@ -160,7 +174,7 @@ class InboxDrainer:
                 log.exception("inbox drainer failed on a message", extra={"event": "crash"})
 
     def _follow(self, link: Link) -> None:
-        """Consume exactly the inboxes of the nodes served now."""
+        """Consume exactly the inboxes and receipts queues of the nodes served now."""
         try:
             nodes = self._nodes()
         except Exception:  # a database outage, say: never let the thread die
@@ -170,7 +184,8 @@ class InboxDrainer:
         if refused:
             log.warning("cannot consume some inboxes; retrying",
                         extra={"event": "inbox_missing", "nodes": refused})
-        self._wanted = {inbox_queue(node): node for node in nodes}
+        self._wanted = {queue(node): node for node in nodes
+                        for queue in (inbox_queue, receipts_queue)}
         link.follow(self._wanted)
 
     def _check_ready(self, link: Link) -> None:
@@ -180,7 +195,8 @@ class InboxDrainer:
             self.ready.set()
 
     def _keep(self, link: Link, generation: int, incoming: Incoming) -> None:
-        node = self._wanted.get(incoming.queue) or inbox_node(incoming.queue) or ""
+        node = (self._wanted.get(incoming.queue) or inbox_node(incoming.queue)
+                or receipts_node(incoming.queue) or "")
         message = InboxMessage(node, incoming.body, incoming.type, incoming.message_id,
                                incoming.headers)
         try:

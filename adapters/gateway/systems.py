@@ -28,7 +28,7 @@ from vdx_adapters.gateway import tables as gateway
 from vdx import store
 from vdx.broker import provision
 from vdx.broker.provision import Credentials
-from vdx.broker.wire import inbox_queue
+from vdx.broker.wire import inbox_queue, receipts_queue
 from vdx.errors import GatewayError
 from vdx.registry import nodes as registry
 from vdx.registry.admin import Admin
@@ -118,7 +118,8 @@ def shared_inboxes(admin: Admin, codes: Iterable[str]) -> list[tuple[str, str]]:
         accounts = {code: registry.get_node(session, code).broker_user for code in codes}
     warnings = []
     for code, account in accounts.items():
-        others = readers.get(inbox_queue(code), set())
+        others = readers.get(inbox_queue(code), set()) | readers.get(receipts_queue(code),
+                                                                      set())
         if others or account in connected:
             who = (f"its inbox has a consumer ({', '.join(sorted(others))})" if others
                    else f"its broker account {account} is connected")
@@ -247,6 +248,17 @@ def _configure_signer(session, admin: Admin, code: str, key: Path,
                            f"{cert} is not {code}'s current registered certificate; the hub "
                            f"would refuse every package signed with it (`vdx node show {code}`)")
     return gateway.set_signer(session, code, str(key), str(cert), actor=admin.config.actor)
+
+
+def refresh_account(admin: Admin) -> bool:
+    """For ``vdx init``: give an existing gateway account exactly the rights its served
+    nodes need now (a new release may add queues, such as the receipts queues); a
+    missing account is left missing (no password nobody asked for). True if it exists."""
+    if not provision.account_exists(admin.api, gateway.gateway_user(admin.vhost)):
+        return False
+    with admin.transaction() as session:
+        _sync_account(admin, session)
+    return True
 
 
 def _sync_account(admin: Admin, session, *, new_password: bool = False,

@@ -1,8 +1,9 @@
 """What a node's broker account can and cannot do, tried on the real RabbitMQ.
 
 Two nodes, A and B, provisioned exactly as ``vdx node register`` does. A may publish to
-``vdx.submit`` as itself and read its own inbox; everything else is refused by the broker
-(403 ACCESS_REFUSED, or 406 PRECONDITION_FAILED for a forged ``user_id``).
+``vdx.submit`` as itself and read its own inbox and receipts queue; everything else is
+refused by the broker (403 ACCESS_REFUSED, or 406 PRECONDITION_FAILED for a forged
+``user_id``), except a passive declare on brokers before 4.2.6 (see the last test).
 """
 
 from __future__ import annotations
@@ -110,7 +111,25 @@ def test_a_node_reads_its_own_inbox(world):
     assert body == b"for A"
 
 
+def test_a_node_reads_its_own_receipts_queue(world):
+    hub = world.channel(world.hub)
+    hub.basic_publish("vdx.receipts", world.code_a, b"receipt for A", mandatory=True)
+    _, _, body = world.channel().basic_get(f"vdx.node.{world.code_a}.receipts", auto_ack=True)
+    assert body == b"receipt for A"
+    # Nothing of it went to the inbox: a receipt's path is its own.
+    assert world.channel().basic_get(inbox(world.code_a), auto_ack=False)[0] is None
+
+
 # -------------------------------------------------------------- what it may not do
+
+
+def test_cannot_consume_or_get_another_nodes_receipts_queue(world):
+    other = f"vdx.node.{world.code_b}.receipts"
+    assert refusal(world, lambda ch: ch.basic_get(other)) == ACCESS_REFUSED
+    assert refusal(world, lambda ch: ch.basic_consume(other, lambda *a: None)) == ACCESS_REFUSED
+    assert refusal(world, lambda ch: ch.queue_purge(other)) == ACCESS_REFUSED
+    assert refusal(world, lambda ch: ch.queue_delete(f"vdx.node.{world.code_a}.receipts")) \
+        == ACCESS_REFUSED
 
 
 def test_cannot_consume_or_get_another_nodes_inbox(world):
@@ -126,7 +145,7 @@ def test_cannot_read_the_hubs_queues(world):
 
 
 def test_cannot_publish_to_deliver_or_the_dead_letter_exchange(world):
-    for exchange in ("vdx.deliver", "vdx.dlx", "amq.direct", "amq.topic"):
+    for exchange in ("vdx.deliver", "vdx.receipts", "vdx.dlx", "amq.direct", "amq.topic"):
         code = refusal(world, lambda ch, ex=exchange: ch.basic_publish(
             ex, world.code_b, b"forged delivery", as_user(world.a)))
         assert code == ACCESS_REFUSED, exchange
@@ -220,3 +239,28 @@ def test_nonstandard_codes_are_isolated_alike(world):
         connection.close()
     method, props, _ = world.hub.channel().basic_get(f"vdx.hub.submit.{short}", auto_ack=True)
     assert props.user_id == account
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split("-")[0].split(".")[:3])
+
+
+def test_passive_declare_of_another_inbox_leaks_counts_before_rabbitmq_4_2_6(world):
+    """A known broker limit, shown as it is (vdx.broker.provision, "Known limit").
+
+    RabbitMQ before 4.2.6 / 4.3.0 checks no permission on a passive queue.declare, so
+    node A reads B's inbox's message and consumer counts (nothing else). From those
+    versions on (rabbitmq-server #16085, #16272) it is refused: this test then asserts the
+    refusal, so an upgrade flips what it checks instead of hiding the change."""
+    hub = world.channel(world.hub)
+    hub.basic_publish("vdx.deliver", world.code_b, b"for B", mandatory=True)
+    version = _version(world.api.get("overview")["rabbitmq_version"])
+    for queue in (inbox(world.code_b), f"vdx.node.{world.code_b}.receipts"):
+        if version < (4, 2, 6):
+            ok = world.channel().queue_declare(queue, passive=True)
+            assert ok.method.queue == queue
+            if queue == inbox(world.code_b):
+                assert ok.method.message_count >= 1  # B's traffic, seen by A
+        else:
+            assert refusal(world, lambda ch, q=queue: ch.queue_declare(q, passive=True)) \
+                == ACCESS_REFUSED

@@ -176,11 +176,26 @@ def test_the_gateway_publishes_and_drains_through_the_same_link(hub):
             connection.close()
         wait_until(lambda: len(stored) == 2)
         assert (stored[1].node_code, stored[1].message_id) == (missing, "late-1")
+        # Its receipts queue is still missing, and said so; then it comes too.
+        assert list(drainer.refused) == [missing]
+        assert wire.receipts_queue(missing) in drainer.refused[missing]
+        connection = pika.BlockingConnection(pika.URLParameters(hub.amqp_url))
+        try:
+            channel = connection.channel()
+            channel.queue_declare(wire.receipts_queue(missing), durable=True)
+            channel.basic_publish("", wire.receipts_queue(missing), b"<receipt/>",
+                                  pika.BasicProperties(delivery_mode=2, type=wire.RECEIPT,
+                                                       message_id="receipt-1"))
+        finally:
+            connection.close()
+        wait_until(lambda: len(stored) == 3)
+        assert (stored[2].node_code, stored[2].type) == (missing, wire.RECEIPT)
         assert drainer.refused == {}
         # An inbox deleted while consumed (a node revoked) is noticed, and tried again.
         connection = pika.BlockingConnection(pika.URLParameters(hub.amqp_url))
         try:
             connection.channel().queue_delete(wire.inbox_queue(missing))
+            connection.channel().queue_delete(wire.receipts_queue(missing))
         finally:
             connection.close()
         wait_until(lambda: missing in drainer.refused)

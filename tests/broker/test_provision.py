@@ -38,8 +38,8 @@ def test_the_hub_topology_is_declared_as_designed(broker):
     provision.ensure_topology(api, vhost)  # a second time: idempotent
     types = {e.name: api.get(f"exchanges/{vhost}/{e.name}")["type"]
              for e in provision.HUB_TOPOLOGY.exchanges}
-    assert types == {"vdx.submit": "topic", "vdx.deliver": "direct", "vdx.dlx": "fanout",
-                     "vdx.submit.unrouted": "fanout"}
+    assert types == {"vdx.submit": "topic", "vdx.deliver": "direct", "vdx.receipts": "direct",
+                     "vdx.dlx": "fanout", "vdx.submit.unrouted": "fanout"}
     submit = api.get(f"queues/{vhost}/vdx.hub.submit")
     assert submit["durable"] and submit["type"] == "quorum"
     assert submit["arguments"]["x-delivery-limit"] == provision.SUBMIT_DELIVERY_LIMIT
@@ -52,6 +52,8 @@ def test_the_hub_topology_is_declared_as_designed(broker):
     bindings = api.get(f"bindings/{vhost}/e/vdx.submit.unrouted/q/vdx.hub.submit")
     assert len(bindings) == 1  # re-running does not duplicate bindings
     assert api.get(f"exchanges/{vhost}/vdx.submit")["policy"] == "vdx-submit-unrouted"
+    # A node without a receipts queue yet gets its receipts in its inbox.
+    assert api.get(f"exchanges/{vhost}/vdx.receipts")["policy"] == "vdx-receipts-fallback"
 
 
 def test_a_definition_with_other_settings_is_refused_with_the_fix(broker):
@@ -77,11 +79,19 @@ def test_a_node_gets_an_inbox_and_an_account_with_exactly_its_rights(broker):
     assert "password" not in repr(credentials)
     assert api.get(f"users/{quote(user, safe='')}")["tags"] in ("", [])
     perms = api.get(f"permissions/{vhost}/{quote(user, safe='')}")
+    escaped = code.replace('.', chr(92) + '.')
     assert (perms["configure"], perms["write"], perms["read"]) == (
-        "^$", r"^vdx\.submit$", rf"^vdx\.node\.{code.replace('.', chr(92) + '.')}\.inbox$")
-    inbox = api.get(f"queues/{vhost}/vdx.node.{code}.inbox")
-    assert inbox["type"] == "quorum" and inbox["durable"]
-    assert provision.has_binding(api, vhost, provision.node_topology(code).bindings[0])
+        "^$", r"^vdx\.submit$",
+        rf"^(vdx\.node\.{escaped}\.inbox|vdx\.node\.{escaped}\.receipts)$")
+    for queue in (f"vdx.node.{code}.inbox", f"vdx.node.{code}.receipts"):
+        found = api.get(f"queues/{vhost}/{queue}")
+        assert found["type"] == "quorum" and found["durable"]
+        assert found["arguments"]["x-dead-letter-exchange"] == "vdx.dlx"
+    inbox, submit, receipts = provision.node_topology(code).bindings
+    assert (receipts.exchange, receipts.queue, receipts.routing_key) == (
+        "vdx.receipts", f"vdx.node.{code}.receipts", code)
+    for binding in (inbox, submit, receipts):
+        assert provision.has_binding(api, vhost, binding)
     connect(api, vhost, user, credentials.password).close()
 
 
@@ -152,6 +162,12 @@ def test_credentials_files_are_private(tmp_path):
     ({"VDX_AMQP_URL": "amqp://hub:x@mq/%2F",
       "VDX_MANAGEMENT_URL": "https://admin:y@mgmt:443/rabbit/"},
      ("https://mgmt:443/rabbit", "admin", "y", "/", "mq", 5672)),
+    # A cluster: a management endpoint per node unless given.
+    ({"VDX_AMQP_URL": "amqp://hub:x@mq1:5701/vdx, amqp://hub:x@mq2:5702/vdx"},
+     ("http://mq1:15672,http://mq2:15672", "hub", "x", "vdx", "mq1", 5701)),
+    ({"VDX_AMQP_URL": "amqp://hub:x@mq1/vdx,amqp://hub:x@mq2/vdx",
+      "VDX_MANAGEMENT_URL": "http://a:b@m1:15701,http://m2:15702"},
+     ("http://m1:15701,http://m2:15702", "a", "b", "vdx", "mq1", 5672)),
 ])
 def test_settings_come_from_the_amqp_and_management_urls(monkeypatch, env, expected):
     monkeypatch.delenv("VDX_AMQP_URL", raising=False)
@@ -168,6 +184,46 @@ def test_an_unreachable_api_says_what_to_check():
         api.get("overview")
     assert info.value.code == "transport.unavailable"
     assert "rabbitmq_management" in info.value.message
+
+
+def test_provisioning_passes_over_a_dead_management_endpoint(broker):
+    api, vhost = broker
+    dead_first = ManagementApi(BrokerSettings(
+        f"http://127.0.0.1:1,{api.settings.api_url}", api.settings.user,
+        api.settings.password, vhost), timeout=2)
+    assert dead_first.get(f"vhosts/{quote(vhost, safe='')}")["name"] == vhost
+    assert dead_first._current == 1  # the live one is asked first from now on
+    none_alive = ManagementApi(BrokerSettings("http://127.0.0.1:1,http://127.0.0.1:2",
+                                              "guest", "guest"), timeout=2)
+    with pytest.raises(TransportError) as info:
+        none_alive.get("overview")
+    assert "127.0.0.1:1" in info.value.message and "127.0.0.1:2" in info.value.message
+
+
+def test_a_cluster_node_account_gets_every_node_address(monkeypatch):
+    monkeypatch.setenv("VDX_AMQP_URL", "amqp://hub:x@mq1:5701/vdx,amqp://hub:x@mq2:5702/vdx")
+    monkeypatch.delenv("VDX_MANAGEMENT_URL", raising=False)
+    s = BrokerSettings.from_env()
+    creds = provision.Credentials("H41.vdx", "pw", s.vhost, s.amqp_host, s.amqp_port,
+                                  s.more_amqp)
+    assert creds.amqp_url == ("amqp://H41.vdx:pw@mq1:5701/vdx,"
+                              "amqp://H41.vdx:pw@mq2:5702/vdx")
+
+
+def test_the_quorum_group_size_applies_when_a_queue_is_created(broker, monkeypatch):
+    api, vhost = broker
+    monkeypatch.setenv("VDX_QUORUM_SIZE", "1")
+    code = unique_code()
+    provision.ensure_topology(api, vhost, provision.node_topology(code))
+    inbox = api.get(f"queues/{vhost}/vdx.node.{code}.inbox")
+    assert inbox["arguments"]["x-quorum-initial-group-size"] == 1
+    # An existing queue keeps its replicas: another size is no mismatch.
+    monkeypatch.setenv("VDX_QUORUM_SIZE", "3")
+    provision.ensure_topology(api, vhost, provision.node_topology(code))
+    monkeypatch.setenv("VDX_QUORUM_SIZE", "three")
+    with pytest.raises(TransportError) as info:
+        provision.ensure_topology(api, vhost, provision.node_topology(code))
+    assert "VDX_QUORUM_SIZE='three'" in info.value.message
 
 
 def test_wrong_admin_credentials_say_so(broker):

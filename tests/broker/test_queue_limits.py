@@ -82,14 +82,22 @@ def test_the_default_lengths_are_policies_of_the_vhost(broker):
     for name in (provision.SUBMIT_QUEUE, provision.submit_queue(code)):
         assert re.match(policies["vdx-submit"]["pattern"], name), name
     assert re.match(policies["vdx-inbox"]["pattern"], provision.inbox_queue(code))
+    assert policies["vdx-receipts"]["definition"] == {
+        "max-length": defaults.receipts_messages, "max-length-bytes": defaults.receipts_bytes,
+        "overflow": "reject-publish"}
+    assert re.match(policies["vdx-receipts"]["pattern"], provision.receipts_queue(code))
+    assert not re.match(policies["vdx-receipts"]["pattern"], provision.inbox_queue(code))
+    assert not re.match(policies["vdx-inbox"]["pattern"], provision.receipts_queue(code))
     assert not re.match(policies["vdx-submit"]["pattern"], provision.DEAD_QUEUE)
 
 
 def test_queue_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("VDX_SUBMIT_MAX_LENGTH", "5_000")
     monkeypatch.setenv("VDX_INBOX_MAX_BYTES", "1048576")
+    monkeypatch.setenv("VDX_RECEIPTS_MAX_LENGTH", "300")
     limits = provision.QueueLimits.from_env()
     assert (limits.submit_messages, limits.inbox_bytes) == (5000, 1048576)
+    assert limits.receipts_messages == 300
     assert limits.inbox_messages == provision.QueueLimits().inbox_messages
     monkeypatch.setenv("VDX_SUBMIT_MAX_LENGTH", "lots")
     with pytest.raises(provision.TransportError, match="VDX_SUBMIT_MAX_LENGTH"):
@@ -147,3 +155,54 @@ def test_a_revoked_nodes_submit_queue_is_unbound_and_dropped_once_empty(broker):
         time.sleep(0.5)
     assert provision.drop_submit_queue_if_empty(api, vhost, code)
     assert api.get(path) is None
+
+
+def test_a_node_from_before_receipts_queues_gets_them_in_its_inbox_until_provisioned(broker):
+    """A registry from before: the node has an inbox, no receipts queue and rights on its
+    inbox only. Its receipts reach its inbox (``vdx.receipts``'s alternate exchange) until
+    provisioning (what `vdx init` does for every node) gives it its receipts queue, from
+    then on the receipts' only path; the queue's length is a policy like the inbox's."""
+    api, vhost = broker
+    v = quote(vhost, safe="")
+    code = unique_code()
+    account = provision.node_account(code, vhost)
+    credentials = provision.provision_node(api, vhost, code)
+    api.delete(f"queues/{v}/{quote(provision.receipts_queue(code), safe='')}")
+    api.put(f"permissions/{v}/{quote(account, safe='')}", {
+        "configure": "^$", "write": r"^vdx\.submit$",
+        "read": f"^{provision.inbox_queue(code).replace('.', chr(92) + '.')}$"})
+    hub = pika.BlockingConnection(pika.URLParameters(
+        amqp_url_for(api, vhost, api.settings.user, api.settings.password)))
+    try:
+        channel = hub.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("vdx.receipts", code, b"<r1/>", mandatory=True)
+        connection, node = node_channel(api, vhost, code, credentials.password)
+        try:
+            assert node.basic_get(provision.inbox_queue(code), auto_ack=True)[2] == b"<r1/>"
+        finally:
+            connection.close()
+        provision.provision_node(api, vhost, code, create_user=False)
+        channel.basic_publish("vdx.receipts", code, b"<r2/>", mandatory=True)
+        connection, node = node_channel(api, vhost, code, credentials.password)
+        try:
+            assert node.basic_get(provision.receipts_queue(code), auto_ack=True)[2] == b"<r2/>"
+            assert node.basic_get(provision.inbox_queue(code), auto_ack=True)[0] is None
+        finally:
+            connection.close()
+        # A receipts queue's length is a policy: a full one refuses, the hub sees it.
+        provision.ensure_topology(api, vhost, provision.hub_topology(
+            provision.QueueLimits(receipts_messages=1)))
+        deadline = time.monotonic() + 10
+        path = f"queues/{v}/{quote(provision.receipts_queue(code), safe='')}"
+        while (api.get(path) or {}).get("policy") != "vdx-receipts" \
+                or api.get(path).get("effective_policy_definition", {}).get("max-length") != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with pytest.raises(pika.exceptions.NackError):
+            for n in range(3):
+                channel.basic_publish("vdx.receipts", code, f"<r{n}/>".encode(),
+                                      mandatory=True)
+    finally:
+        hub.close()
+        provision.ensure_topology(api, vhost)  # back to the default lengths

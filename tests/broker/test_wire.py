@@ -32,7 +32,7 @@ def test_a_receipt_is_typed_and_names_its_kind_and_document():
     message = wire.receipt("hub-1", "r-1", "000.00.00.G22", b"<Receipt/>", kind="accepted",
                            document_id=None)
     assert (message.exchange, message.routing_key, message.message_id, message.type) == (
-        wire.DELIVER_EXCHANGE, "000.00.00.G22", "r-1", "vdx.receipt")
+        wire.RECEIPTS_EXCHANGE, "000.00.00.G22", "r-1", "vdx.receipt")
     assert message.headers == {"x-vdx-hub": "hub-1", "x-vdx-hop": 1,
                                "x-vdx-receipt-kind": "accepted", "x-vdx-document-id": ""}
 
@@ -98,6 +98,10 @@ def test_inbox_names_go_both_ways():
     assert wire.inbox_queue("000.00.00.H41") == "vdx.node.000.00.00.H41.inbox"
     assert wire.inbox_node("vdx.node.000.00.00.H41.inbox") == "000.00.00.H41"
     assert wire.inbox_node(wire.SUBMIT_QUEUE) is None
+    assert wire.receipts_queue("000.00.00.H41") == "vdx.node.000.00.00.H41.receipts"
+    assert wire.receipts_node("vdx.node.000.00.00.H41.receipts") == "000.00.00.H41"
+    assert wire.receipts_node(wire.inbox_queue("000.00.00.H41")) is None
+    assert wire.inbox_node(wire.receipts_queue("000.00.00.H41")) is None
     assert wire.node_account("000.00.00.H41", "/") == "000.00.00.H41"
     assert wire.node_account("000.00.00.H41", "hub-a") == "000.00.00.H41@hub-a"
 

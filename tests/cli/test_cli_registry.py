@@ -23,6 +23,7 @@ from tests.support.registry import (
     unique_code,
 )
 from vdx import store
+from vdx.broker import provision
 from vdx.xmldsig import pki
 
 pytestmark = pytest.mark.rabbitmq
@@ -211,7 +212,8 @@ def test_a_nonstandard_code_is_registered_only_when_asked(hub):
     queue = hub.api.get(f"queues/{hub.vhost}/vdx.node.{code}.inbox")
     assert queue is not None and queue["type"] == "quorum"
     rights = hub.api.get(f"permissions/{hub.vhost}/{quote(account, safe='')}")
-    assert rights["read"] == "^vdx\\.node\\.{}\\.inbox$".format(code.replace(".", "\\."))
+    escaped = code.replace(".", "\\.")
+    assert rights["read"] == f"^(vdx\\.node\\.{escaped}\\.inbox|vdx\\.node\\.{escaped}\\.receipts)$"
     assert show(hub, code)["status"] == "active"
 
 
@@ -322,6 +324,28 @@ def test_doctor_finds_drift_and_its_fixes_work(hub):
     hub("init")
     hub("node", "credentials", code, "--reset")
     api.delete(f"users/{orphan}")
+    assert hub("doctor").exit_code == 0
+
+
+def test_init_gives_nodes_from_before_a_receipts_queue_and_doctor_says_so(hub):
+    """A registry from before receipts queues: the node has an inbox and rights on it
+    only. Doctor names the missing queue; `vdx init` creates it and its rights."""
+    code = unique_code()
+    hub.register(code)
+    api, vhost = hub.api, hub.vhost
+    account = quote(f"{code}@{vhost}", safe="")
+    api.delete(f"queues/{vhost}/{quote(provision.receipts_queue(code), safe='')}")
+    api.put(f"permissions/{vhost}/{account}", {
+        "configure": "^$", "write": r"^vdx\.submit$",
+        "read": f"^{provision.inbox_queue(code).replace('.', chr(92) + '.')}$"})
+    found = [f for f in json.loads(hub("doctor", "--json", ok=False).stdout)
+             if f["area"] == f"node {code}" and f["status"] == "error"]
+    assert any(provision.receipts_queue(code) in f["detail"] and f["fix"] == "run `vdx init`"
+               for f in found), found
+    hub("init")
+    assert api.get(f"queues/{vhost}/{quote(provision.receipts_queue(code), safe='')}")
+    assert api.get(f"permissions/{vhost}/{account}")["read"] == \
+        provision.node_permissions(code).read
     assert hub("doctor").exit_code == 0
 
 

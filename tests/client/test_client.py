@@ -133,6 +133,26 @@ def test_send_many_pipelines_and_keeps_receipts_for_later_callers(hub):
     assert len({s.message_id for s in submissions}) == 60
 
 
+def test_unread_deliveries_beyond_prefetch_do_not_hold_up_a_senders_receipts(hub):
+    """Receipts have a queue of their own: a sender whose inbox holds more unread
+    deliveries than its prefetch still learns promptly what became of what it sent."""
+    a, b = pair(hub)
+    for _ in range(6):
+        b.send(b.document(a.code))
+    deadline = time.monotonic() + 20
+    while ready_messages(hub, provision.inbox_queue(a.code)) < 6:
+        assert time.monotonic() < deadline, "the deliveries did not reach A's inbox"
+        time.sleep(0.1)
+    with client_for(hub, a, prefetch=2) as client:
+        time.sleep(0.5)  # the broker hands the client its 2 deliveries, and holds the rest
+        started = time.monotonic()
+        receipt = client.wait_for_receipt(client.send(document_value(a.code, b.code)),
+                                          timeout=10)
+        assert receipt.kind == "accepted"
+        assert time.monotonic() - started < 5
+    assert ready_messages(hub, provision.inbox_queue(a.code)) == 6  # all unread, none lost
+
+
 def test_the_client_reconnects_and_sends_after_losing_its_connection(hub):
     a, b = pair(hub)
     with client_for(hub, a) as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -26,6 +27,8 @@ from vdx.core.receipts import (
     RECEIPT_NS,
     Receipt,
     Rejection,
+    answer_id,
+    answers,
     build_receipt,
     format_utc,
     parse_receipt,
@@ -360,3 +363,25 @@ def test_a_third_party_verifies_a_signed_receipt_with_xmlsec1(hub_key, tmp_path)
     bad = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", "hub.pem", "receipt.xml"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode != 0
+
+
+# ------------------------------------------------------------------- answers
+
+def test_an_answer_is_named_after_its_submission_and_found_by_it():
+    rid = answer_id(G22, "m1", SHA)
+    assert uuid.UUID(rid).version == 5 and rid == answer_id(G22, "m1", SHA)
+    assert len({rid, answer_id(G22, "m2", SHA), answer_id(H41, "m1", SHA),
+                answer_id(G22, "m1", hashlib.sha256(b"other").hexdigest())}) == 4
+    first = Receipt.accepted("hub-1", G22, DOC, SHA, receipt_id=rid)
+    again = Receipt.duplicate("hub-1", G22, DOC, SHA, receipt_id=answer_id(G22, "m2", SHA))
+    assert answers(first, G22, "m1", SHA) and not answers(first, G22, "m2", SHA)
+    assert answers(again, G22, "m2", SHA) and not answers(again, G22, "m1", SHA)
+    assert not answers(first, G22, "m1", hashlib.sha256(b"other").hexdigest())
+    delivered = Receipt.delivered("hub-1", G22, DOC, H41, DID, SHA)
+    assert not answers(delivered, G22, "m1", SHA)  # not an answer at all
+
+
+def test_an_older_hubs_random_ids_are_matched_on_the_sha256_alone():
+    older = Receipt.accepted("hub-1", G22, DOC, SHA, receipt_id=RID)  # version 4
+    assert answers(older, G22, "m1", SHA) and answers(older, G22, "m2", SHA)
+    assert not answers(older, G22, "m1", hashlib.sha256(b"other").hexdigest())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from vdx.broker.wire import Incoming
+from vdx.core.receipts import answer_id
 from vdx.core.routing import Route
 from vdx.core.xmlsafe import ParseLimits
 from vdx.errors import EnvelopeError
@@ -22,11 +23,12 @@ G22, H41, H49 = "000.00.00.G22", "000.00.00.H41", "000.00.00.H49"
 
 @dataclass
 class MemoryDirectory:
-    """Nodes log in under their own codes; ``seen`` and ``delivered``: the journal."""
+    """Nodes log in under their own codes; ``seen`` and ``delivered`` (dedup key -> the
+    SHA-256 delivered under it): the journal."""
 
     nodes: set[str] = field(default_factory=lambda: {G22, H41, H49})
     seen: set[str] = field(default_factory=set)
-    delivered: set[str] = field(default_factory=set)
+    delivered: dict[str, str] = field(default_factory=dict)
     reads: Counter = field(default_factory=Counter)
 
     def node_status(self, code):
@@ -51,14 +53,15 @@ class MemoryDirectory:
         self.reads["inbound"] += 1
         return {k for k in keys if k in self.seen}
 
-    def existing_dedup_keys(self, keys):
+    def recorded_dedup_keys(self, keys):
         self.reads["dedup"] += 1
-        return {k for k in keys if k in self.delivered}
+        return {k: self.delivered[k] for k in keys if k in self.delivered}
 
 
 def fake_admit(body, user_id, *, limits, verify, directory, sha256=None):
-    """Admits ``DOCID>RECIPIENT,...`` from its publisher; refuses anything else."""
-    text = body.decode()
+    """Admits ``DOCID>RECIPIENT,...[#VERSION]`` from its publisher (the version changes
+    the bytes, not the route); refuses anything else."""
+    text = body.decode().split("#")[0]
     if ">" not in text:
         raise EnvelopeError("envelope.not_xml", "not a package")
     document_id, recipients = text.split(">")
@@ -122,7 +125,8 @@ def test_what_the_journal_has_already_is_not_planned_again(planner):
     redelivered = MemoryDirectory(seen={inbound_key(G22, "m1", sha256)})
     plan = planner.plan(planner.decide([message(body)], redelivered, admit=fake_admit))
     assert not (plan.inbound or plan.receipts or plan.outbox or plan.ledger)
-    one_served = MemoryDirectory(delivered={dedup_key("document", G22, "D3", H41, sha256)})
+    one_served = MemoryDirectory(delivered={dedup_key("document", G22, "D3", H41, sha256):
+                                            sha256})
     plan = planner.plan(planner.decide([message(body)], one_served, admit=fake_admit))
     assert [d["recipient"] for _doc, ds in plan.documents for d in ds] == [H49]
     assert kinds(plan) == ["accepted"]
@@ -136,6 +140,70 @@ def test_a_poisoned_batch_is_refused_without_its_checks(planner):
     assert all(isinstance(v, Refused) and v.error.code == "transport.poison" for v in verdicts)
     assert [v.addressee for v in verdicts] == [G22, None]  # the unknown publisher: no one
     assert kinds(planner.plan(decisions)) == ["rejected"]
+
+
+def test_a_reused_document_id_with_other_bytes_is_refused_not_a_duplicate(planner):
+    first, again, other = (b"D6>" + H41.encode(), b"D6>" + H41.encode(),
+                           b"D6>" + H41.encode() + b"#v2")
+    sha = hashlib.sha256(first).hexdigest()
+    journal = MemoryDirectory(delivered={dedup_key("document", G22, "D6", H41, sha): sha})
+    plan = planner.plan(planner.decide([message(again, message_id="m2"),
+                                        message(other, message_id="m3")],
+                                       journal, admit=fake_admit))
+    assert kinds(plan) == ["duplicate", "rejected"]
+    assert [row["outcome"] for row in plan.inbound] == ["admitted", "refused"]
+    refusal = plan.receipts[1]
+    assert refusal["error_code"] == "routing.document_id_reused"
+    assert refusal["document_id"] == "D6" and refusal["addressee"] == G22
+    assert plan.ledger[1]["kind"] == "rejected" and plan.ledger[1]["document_id"] == "D6"
+    assert not plan.documents  # nothing delivered, nothing dropped silently
+
+
+def test_a_reused_document_id_is_caught_within_one_batch_and_for_any_recipient(planner):
+    batch = [message(b"D7>" + H41.encode(), message_id="m1"),
+             message(b"D7>" + H41.encode() + b"," + H49.encode() + b"#v2", message_id="m2"),
+             message(b"D7>" + H49.encode() + b"#v3", message_id="m3")]
+    plan = planner.plan(planner.decide(batch, MemoryDirectory(), admit=fake_admit))
+    # H41 has other bytes under D7: the second is refused whole, H49 gets nothing from
+    # it; a package to H49 alone, which never got D7, is another recipient's copy.
+    assert kinds(plan) == ["accepted", "rejected", "accepted"]
+    assert plan.receipts[1]["error_code"] == "routing.document_id_reused"
+    assert [d["recipient"] for _doc, ds in plan.documents for d in ds] == [H41, H49]
+
+
+def test_statuses_are_never_refused_as_a_reused_document_id(planner):
+    def status_admit(body, user_id, *, limits, verify, directory, sha256=None):
+        return Admitted(object(), Route(user_id, "D8", (H41,), "status"), sha256, len(body))
+
+    plan = planner.plan(planner.decide([message(b"s1", message_id="m1"),
+                                        message(b"s2", message_id="m2")],
+                                       MemoryDirectory(), admit=status_admit))
+    assert kinds(plan) == ["accepted", "accepted"]
+
+
+def test_each_answer_is_named_after_its_submission(planner):
+    body = b"D9>" + H41.encode()
+    sha = hashlib.sha256(body).hexdigest()
+    batch = [message(body, message_id="m1"), message(body, message_id="m2"),
+             message(b"garbage", message_id="m3")]
+    plan = planner.plan(planner.decide(batch, MemoryDirectory(), admit=fake_admit))
+    assert [r["id"] for r in plan.receipts] == [
+        answer_id(G22, "m1", sha), answer_id(G22, "m2", sha),
+        answer_id(G22, "m3", hashlib.sha256(b"garbage").hexdigest())]
+    assert [m.message_id for _row, m, d in plan.outbox if d is None] == [
+        r["id"] for r in plan.receipts]
+
+
+def test_a_refusal_names_the_document_id_the_checks_read(planner):
+    def refusing_admit(body, user_id, **_kwargs):
+        error = EnvelopeError("envelope.schema", "Subject is missing")
+        error.document_id = "D10"  # as vdx.hub.pipeline.admit leaves it
+        raise error
+
+    decisions = planner.decide([message(b"x")], MemoryDirectory(), admit=refusing_admit)
+    (outcome,) = decisions.outcomes
+    assert outcome.verdict.document_id == "D10"
+    assert planner.plan(decisions).receipts[0]["document_id"] == "D10"
 
 
 def test_statuses_are_the_same_status_only_when_the_bytes_are():

@@ -13,19 +13,26 @@
   returned unroutable.
 - ``vdx.deliver``, a *direct* exchange: routing key = recipient code, one binding per
   node inbox, so a delivery reaches exactly that inbox.
+- ``vdx.receipts``, a *direct* exchange: routing key = the node's code, one binding per
+  node receipts queue ``vdx.node.<code>.receipts`` (:func:`node_topology`), so that a node
+  whose inbox is full of unread deliveries still learns the fate of what it sent (a
+  consumer's prefetch counts per queue). Its alternate exchange (a policy) is
+  ``vdx.deliver``: a node whose receipts queue is not provisioned yet gets its receipts in
+  its inbox, as before receipts had a queue of their own.
 - ``vdx.dlx``, a *fanout* dead-letter exchange into ``vdx.hub.dead``: whatever is
   dead-lettered lands there whatever its routing key.
 - Quorum queues, durable: the submit queues with ``x-delivery-limit`` (a message that
   keeps killing workers is dead-lettered instead of looping) and at-least-once
-  dead-lettering, ``vdx.hub.dead``, and per node ``vdx.node.<code>.inbox``, which
-  dead-letters what its adapter rejects (no delivery limit: a recipient's restarts must
-  never turn a document into a dead letter).
+  dead-lettering, ``vdx.hub.dead``, and per node ``vdx.node.<code>.inbox`` and
+  ``vdx.node.<code>.receipts``, which dead-letter what the node's adapter rejects (no
+  delivery limit: a recipient's restarts must never turn a document into a dead letter).
 - **Lengths** (:class:`QueueLimits`, from the environment): policies give the submit
-  queues and the inboxes ``max-length`` and ``max-length-bytes`` with ``reject-publish``
-  overflow, so a full queue refuses (nacks) a publication, which its publisher sees,
-  instead of growing without bound or dropping what it holds (a quorum queue takes the
-  one publication that crosses the limit and refuses the next). Policies, because a queue's
-  arguments cannot change once it exists, and a policy applies to existing queues too.
+  queues, the inboxes and the receipts queues ``max-length`` and ``max-length-bytes``
+  with ``reject-publish`` overflow, so a full queue refuses (nacks) a publication, which
+  its publisher sees, instead of growing without bound or dropping what it holds (a
+  quorum queue takes the one publication that crosses the limit and refuses the next).
+  Policies, because a queue's arguments cannot change once it exists, and a policy
+  applies to existing queues too.
 
 **Node accounts.** Each node has one broker user, named after its code and the hub's
 vhost (:func:`node_account`: ``000.00.00.G22`` in the default vhost,
@@ -39,12 +46,22 @@ that already holds rights in another vhost is never taken over
 (:func:`provision_node` refuses it; :func:`close_node_account` only withdraws this
 vhost's rights from it). Permissions in the hub's vhost are exactly
 (:func:`node_permissions`): configure ``^$`` (declare or delete nothing), write
-``^vdx\\.submit$`` (not the default exchange, not ``vdx.deliver``), read its own inbox;
-and on ``vdx.submit`` a topic permission that allows its own code as routing key and no
-other (:func:`node_topic_permission`), so a node can fill no other node's queue. No tags,
-so no management access; a cap on its connections and channels (:data:`NODE_MAX_CONNECTIONS`,
-:data:`NODE_MAX_CHANNELS`). Passwords come from :mod:`secrets`, are returned once in
-:class:`Credentials` and never stored by the hub; RabbitMQ keeps only its salted hash.
+``^vdx\\.submit$`` (not the default exchange, not ``vdx.deliver``), read its own inbox
+and receipts queue; and on ``vdx.submit`` a topic permission that allows its own code as
+routing key and no other (:func:`node_topic_permission`), so a node can fill no other
+node's queue. No tags, so no management access; a cap on its connections and channels
+(:data:`NODE_MAX_CONNECTIONS`, :data:`NODE_MAX_CHANNELS`). Passwords come from
+:mod:`secrets`, are returned once in :class:`Credentials` and never stored by the hub;
+RabbitMQ keeps only its salted hash.
+
+**Known limit: passive declares.** RabbitMQ before 4.2.6 / 4.3.0 checks no permission on
+a *passive* ``queue.declare``, so any node account can read the message and consumer
+counts of a queue whose name it knows, another node's inbox included (names follow from
+agency codes, which are public). Nothing is read, written or consumed that way, but the
+traffic of an agency (how much waits for it, whether its software is connected) shows.
+The broker closed it upstream (rabbitmq-server #16085, #16272: a passive declare needs
+some permission on the queue); run such a version where that matters.
+``tests/broker/test_isolation.py`` shows which behaviour the broker in use has.
 
 Every ``ensure_*`` function is idempotent (PUT of the same definition, binding POSTs that
 do not duplicate), so a run that failed halfway is repaired by running it again. A
@@ -74,11 +91,13 @@ from vdx.broker.channel import DEFAULT_AMQP_URL, addresses
 from vdx.broker.wire import (
     DEAD_QUEUE,
     DELIVER_EXCHANGE,
+    RECEIPTS_EXCHANGE,
     SUBMIT_EXCHANGE,
     SUBMIT_QUEUE,
     UNROUTED_EXCHANGE,
     inbox_queue,
     node_account,
+    receipts_queue,
     submit_queue,
     submit_routing_key,
 )
@@ -110,25 +129,42 @@ class BrokerSettings:
     amqp_port: int = 5672
     amqp_user: str = "guest"  # the hub's own AMQP login (the management login may differ)
 
+    # The other AMQP addresses of a cluster, (host, port) after the first: given to nodes.
+    more_amqp: tuple[tuple[str, int], ...] = ()
+
     @classmethod
     def from_env(cls) -> BrokerSettings:
         """From ``$VDX_AMQP_URL`` (credentials, host and vhost: the hub's own connection;
-        of a list of addresses, the first) and ``$VDX_MANAGEMENT_URL`` (default
-        ``http://<amqp host>:15672``; credentials in it, if any, override those of the
-        AMQP URL)."""
-        amqp = urlsplit(addresses(os.environ.get("VDX_AMQP_URL") or DEFAULT_AMQP_URL)[0])
+        of a list of addresses, the first; the others are handed to nodes too) and
+        ``$VDX_MANAGEMENT_URL`` (default ``http://<amqp host>:15672`` for each AMQP
+        address; several separated by commas, tried in turn; credentials in the first, if
+        any, override those of the AMQP URL)."""
+        urls = [urlsplit(u) for u in addresses(os.environ.get("VDX_AMQP_URL")
+                                               or DEFAULT_AMQP_URL)]
+        amqp = urls[0]
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
         amqp_user = user
         host = amqp.hostname or "127.0.0.1"
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
-        api = urlsplit(os.environ.get("VDX_MANAGEMENT_URL") or f"http://{host}:15672")
-        if api.username:
-            user, password = unquote(api.username), unquote(api.password or "")
-        netloc = api.hostname or host
-        if api.port:
-            netloc += f":{api.port}"
-        return cls(f"{api.scheme}://{netloc}{api.path.rstrip('/')}", user, password, vhost,
-                   host, amqp.port or 5672, amqp_user)
+        hosts = list(dict.fromkeys(u.hostname or "127.0.0.1" for u in urls))
+        apis = [urlsplit(a) for a in addresses(os.environ.get("VDX_MANAGEMENT_URL")
+                                               or ",".join(f"http://{h}:15672" for h in hosts))]
+        if apis[0].username:
+            user, password = unquote(apis[0].username), unquote(apis[0].password or "")
+        api_urls = []
+        for api in apis:
+            netloc = api.hostname or host
+            if api.port:
+                netloc += f":{api.port}"
+            api_urls.append(f"{api.scheme}://{netloc}{api.path.rstrip('/')}")
+        more = tuple((u.hostname or "127.0.0.1", u.port or 5672) for u in urls[1:])
+        return cls(",".join(api_urls), user, password, vhost, host, amqp.port or 5672,
+                   amqp_user, more)
+
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        """The management endpoints (``api_url`` may hold several, comma-separated)."""
+        return tuple(u.strip() for u in self.api_url.split(",") if u.strip())
 
 
 @dataclass(frozen=True)
@@ -140,12 +176,16 @@ class Credentials:
     vhost: str
     host: str
     port: int
+    more: tuple[tuple[str, int], ...] = ()  # a cluster's other nodes
 
     @property
     def amqp_url(self) -> str:
-        """The URL an adapter connects with (it contains the password)."""
-        return (f"amqp://{quote(self.username, safe='')}:{quote(self.password, safe='')}"
-                f"@{self.host}:{self.port}/{quote(self.vhost, safe='')}")
+        """The URL an adapter connects with (it contains the password); for a cluster,
+        one URL per node separated by commas (:func:`vdx.broker.channel.addresses`)."""
+        login = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+        vhost = quote(self.vhost, safe="")
+        return ",".join(f"amqp://{login}@{host}:{port}/{vhost}"
+                        for host, port in ((self.host, self.port), *self.more))
 
     def to_dict(self) -> dict[str, str | int]:
         return {"username": self.username, "password": self.password, "vhost": self.vhost,
@@ -211,27 +251,33 @@ class Topology:
 
 @dataclass(frozen=True)
 class QueueLimits:
-    """How much a submit queue and an inbox may hold before the broker refuses
-    publications to it (``reject-publish``): messages and bytes of bodies.
+    """How much a submit queue, an inbox and a receipts queue may hold before the broker
+    refuses publications to it (``reject-publish``): messages and bytes of bodies.
 
     A node's submit queue fills only when the hub is down or that node floods; an inbox
-    fills when its node stops reading. The defaults hold days of a busy agency's traffic
-    while keeping one node from filling the broker's disk.
+    or a receipts queue fills when its node stops reading. The defaults hold days of a
+    busy agency's traffic while keeping one node from filling the broker's disk (a
+    receipt is a few kilobytes).
     """
 
     submit_messages: int = 100_000
     submit_bytes: int = 2 * 1024**3
     inbox_messages: int = 200_000
     inbox_bytes: int = 4 * 1024**3
+    receipts_messages: int = 400_000
+    receipts_bytes: int = 1024**3
 
     @classmethod
     def from_env(cls) -> QueueLimits:
         """The defaults, or ``$VDX_SUBMIT_MAX_LENGTH``, ``$VDX_SUBMIT_MAX_BYTES``,
-        ``$VDX_INBOX_MAX_LENGTH``, ``$VDX_INBOX_MAX_BYTES`` where set."""
+        ``$VDX_INBOX_MAX_LENGTH``, ``$VDX_INBOX_MAX_BYTES``, ``$VDX_RECEIPTS_MAX_LENGTH``,
+        ``$VDX_RECEIPTS_MAX_BYTES`` where set."""
         default = cls()
         names = {"submit_messages": "VDX_SUBMIT_MAX_LENGTH",
                  "submit_bytes": "VDX_SUBMIT_MAX_BYTES",
-                 "inbox_messages": "VDX_INBOX_MAX_LENGTH", "inbox_bytes": "VDX_INBOX_MAX_BYTES"}
+                 "inbox_messages": "VDX_INBOX_MAX_LENGTH", "inbox_bytes": "VDX_INBOX_MAX_BYTES",
+                 "receipts_messages": "VDX_RECEIPTS_MAX_LENGTH",
+                 "receipts_bytes": "VDX_RECEIPTS_MAX_BYTES"}
         values = {}
         for attr, env in names.items():
             raw = os.environ.get(env, "").strip()
@@ -259,10 +305,12 @@ SUBMIT_QUEUE_ARGUMENTS: Mapping[str, Any] = {
 }
 
 SUBMIT_POLICY, INBOX_POLICY, UNROUTED_POLICY = "vdx-submit", "vdx-inbox", "vdx-submit-unrouted"
+RECEIPTS_POLICY, RECEIPTS_FALLBACK_POLICY = "vdx-receipts", "vdx-receipts-fallback"
 
 
 def hub_policies(limits: QueueLimits) -> tuple[PolicySpec, ...]:
-    """The vhost's policies: queue lengths, and ``vdx.submit``'s alternate exchange."""
+    """The vhost's policies: queue lengths, and the alternate exchanges of ``vdx.submit``
+    and ``vdx.receipts``."""
     return (
         PolicySpec(SUBMIT_POLICY, f"^{re.escape(SUBMIT_QUEUE)}(\\..+)?$", "queues",
                    {"max-length": limits.submit_messages,
@@ -271,8 +319,14 @@ def hub_policies(limits: QueueLimits) -> tuple[PolicySpec, ...]:
                    "queues", {"max-length": limits.inbox_messages,
                               "max-length-bytes": limits.inbox_bytes,
                               "overflow": "reject-publish"}),
+        PolicySpec(RECEIPTS_POLICY,
+                   f"^{re.escape(receipts_queue('X')).replace('X', '.+')}$", "queues",
+                   {"max-length": limits.receipts_messages,
+                    "max-length-bytes": limits.receipts_bytes, "overflow": "reject-publish"}),
         PolicySpec(UNROUTED_POLICY, f"^{re.escape(SUBMIT_EXCHANGE)}$", "exchanges",
                    {"alternate-exchange": UNROUTED_EXCHANGE}),
+        PolicySpec(RECEIPTS_FALLBACK_POLICY, f"^{re.escape(RECEIPTS_EXCHANGE)}$", "exchanges",
+                   {"alternate-exchange": DELIVER_EXCHANGE}),
     )
 
 
@@ -282,6 +336,7 @@ def hub_topology(limits: QueueLimits | None = None) -> Topology:
     return Topology(
         exchanges=(ExchangeSpec(SUBMIT_EXCHANGE, "topic"),
                    ExchangeSpec(DELIVER_EXCHANGE, "direct"),
+                   ExchangeSpec(RECEIPTS_EXCHANGE, "direct"),
                    ExchangeSpec(DEAD_LETTER_EXCHANGE, "fanout"),
                    ExchangeSpec(UNROUTED_EXCHANGE, "fanout")),
         queues=(QueueSpec(SUBMIT_QUEUE, SUBMIT_QUEUE_ARGUMENTS),
@@ -295,19 +350,25 @@ def hub_topology(limits: QueueLimits | None = None) -> Topology:
 
 
 HUB_TOPOLOGY = hub_topology(QueueLimits())
+# A node's inbox and receipts queue: what its adapter rejects is dead-lettered.
+NODE_QUEUE_ARGUMENTS: Mapping[str, Any] = {"x-queue-type": "quorum",
+                                           "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
 
 
 def node_topology(code: str) -> Topology:
-    """The node's inbox, bound from ``vdx.deliver`` with its code as the routing key, and
-    its submit queue, bound from ``vdx.submit`` with its submit routing key."""
+    """The node's inbox, bound from ``vdx.deliver`` with its code as the routing key, its
+    submit queue, bound from ``vdx.submit`` with its submit routing key, and its receipts
+    queue, bound from ``vdx.receipts`` with its code (bindings in that order)."""
     inbox = inbox_queue(code)
     submit = submit_queue(code)
+    receipts = receipts_queue(code)
     return Topology(
-        queues=(QueueSpec(inbox, {"x-queue-type": "quorum",
-                                  "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}),
-                QueueSpec(submit, SUBMIT_QUEUE_ARGUMENTS)),
+        queues=(QueueSpec(inbox, NODE_QUEUE_ARGUMENTS),
+                QueueSpec(submit, SUBMIT_QUEUE_ARGUMENTS),
+                QueueSpec(receipts, NODE_QUEUE_ARGUMENTS)),
         bindings=(BindingSpec(DELIVER_EXCHANGE, inbox, code),
-                  BindingSpec(SUBMIT_EXCHANGE, submit, submit_routing_key(code))),
+                  BindingSpec(SUBMIT_EXCHANGE, submit, submit_routing_key(code)),
+                  BindingSpec(RECEIPTS_EXCHANGE, receipts, code)),
     )
 
 
@@ -321,7 +382,8 @@ class Permissions:
 def node_permissions(code: str) -> Permissions:
     """Exactly what a node's account may touch in the hub's vhost (see the module doc)."""
     return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
-                       read=f"^{re.escape(inbox_queue(code))}$")
+                       read=f"^({re.escape(inbox_queue(code))}|"
+                            f"{re.escape(receipts_queue(code))})$")
 
 
 def submit_key_pattern(codes: list[str] | tuple[str, ...]) -> str:
@@ -354,33 +416,43 @@ class ManagementApi:
         self.timeout = timeout
         token = b64encode(f"{settings.user}:{settings.password}".encode()).decode()
         self._auth = f"Basic {token}"
+        self._current = 0  # the endpoint that answered last
 
     def request(self, method: str, path: str, body: Any = None, *,
                 missing_ok: bool = False) -> Any:
         """``method`` ``/api/<path>``; the decoded JSON answer, ``None`` for an empty one
-        (or for 404 when ``missing_ok``)."""
-        url = f"{self.settings.api_url}/api/{path}"
+        (or for 404 when ``missing_ok``). Of several endpoints (a cluster), the one that
+        answered last is asked first; one that cannot be reached passes to the next."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": self._auth, "Content-Type": "application/json",
-            "X-Reason": "vdx provisioning"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404 and missing_ok:
-                return None
-            raise TransportError("transport.unavailable", self._refusal(method, path, exc)) \
-                from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TransportError(
-                "transport.unavailable",
-                f"cannot reach the RabbitMQ management API at {self.settings.api_url} "
-                f"({reason}); is the broker up and `rabbitmq-plugins enable "
-                f"rabbitmq_management` done? (set VDX_MANAGEMENT_URL if it is elsewhere)",
-            ) from exc
-        return json.loads(raw) if raw.strip() else None
+        endpoints = self.settings.api_urls
+        unreachable = []
+        for step in range(len(endpoints)):
+            index = (self._current + step) % len(endpoints)
+            req = urllib.request.Request(
+                f"{endpoints[index]}/api/{path}", data=data, method=method, headers={
+                    "Authorization": self._auth, "Content-Type": "application/json",
+                    "X-Reason": "vdx provisioning"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                    raw = response.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404 and missing_ok:
+                    return None
+                if exc.code == 503 and step + 1 < len(endpoints):
+                    unreachable.append(f"{endpoints[index]} (503)")  # a node leaving
+                    continue
+                raise TransportError("transport.unavailable",
+                                     self._refusal(method, path, exc)) from exc
+            except (urllib.error.URLError, OSError) as exc:
+                unreachable.append(f"{endpoints[index]} ({getattr(exc, 'reason', exc)})")
+                continue
+            self._current = index
+            return json.loads(raw) if raw.strip() else None
+        raise TransportError(
+            "transport.unavailable",
+            f"cannot reach the RabbitMQ management API at {', '.join(unreachable)}; is the "
+            f"broker up and `rabbitmq-plugins enable rabbitmq_management` done? (set "
+            f"VDX_MANAGEMENT_URL if it is elsewhere; several separated by commas)")
 
     def _refusal(self, method: str, path: str, exc: urllib.error.HTTPError) -> str:
         try:
@@ -411,6 +483,25 @@ def _q(name: str) -> str:
 # ----------------------------------------------------------------------- provisioning
 
 
+QUORUM_SIZE_ARGUMENT = "x-quorum-initial-group-size"
+# Arguments that take effect when a queue is created only: an existing queue that differs
+# in them is left as it is (its replicas are changed with `rabbitmq-queues grow|shrink`).
+CREATION_ONLY = frozenset({QUORUM_SIZE_ARGUMENT})
+
+
+def quorum_size() -> int | None:
+    """``$VDX_QUORUM_SIZE``: how many broker nodes hold a replica of each queue the hub
+    creates; unset, the broker's default (every node of a cluster up to five; one on a
+    single broker)."""
+    raw = os.environ.get("VDX_QUORUM_SIZE", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise TransportError("transport.unavailable",
+                             f"VDX_QUORUM_SIZE={raw!r} is not a positive whole number")
+    return int(raw)
+
+
 def ensure_vhost(api: ManagementApi, vhost: str) -> bool:
     """Create ``vhost`` if missing and let the admin user (the hub) use it; True if created."""
     if api.get(f"vhosts/{_q(vhost)}") is not None:
@@ -431,11 +522,20 @@ def ensure_topology(api: ManagementApi, vhost: str, topology: Topology | None = 
         api.put(f"exchanges/{v}/{_q(ex.name)}", {"type": ex.type, "durable": True,
                                                  "auto_delete": False, "internal": False,
                                                  "arguments": {}})
+    group_size = quorum_size()
     for queue in topology.queues:
-        _refuse_mismatch(api.get(f"queues/{v}/{_q(queue.name)}"), "queue", queue.name,
-                         {"durable": True, "arguments": dict(queue.arguments)})
+        found = api.get(f"queues/{v}/{_q(queue.name)}")
+        if found is not None:
+            kept = {k: a for k, a in (found.get("arguments") or {}).items()
+                    if k not in CREATION_ONLY}
+            _refuse_mismatch({**found, "arguments": kept}, "queue", queue.name,
+                             {"durable": True, "arguments": dict(queue.arguments)})
+            continue
+        arguments = dict(queue.arguments)
+        if group_size and arguments.get("x-queue-type") == "quorum":
+            arguments[QUORUM_SIZE_ARGUMENT] = group_size
         api.put(f"queues/{v}/{_q(queue.name)}", {"durable": True, "auto_delete": False,
-                                                 "arguments": dict(queue.arguments)})
+                                                 "arguments": arguments})
     for b in topology.bindings:
         if not has_binding(api, vhost, b):
             api.request("POST", f"bindings/{v}/e/{_q(b.exchange)}/q/{_q(b.queue)}",
@@ -523,7 +623,7 @@ def provision_node(api: ManagementApi, vhost: str, code: str, *, account: str | 
         password = secrets.token_urlsafe(24)  # 192 bits
         api.put(f"users/{_q(account)}", {"password": password, "tags": ""})
         credentials = Credentials(account, password, vhost, api.settings.amqp_host,
-                                  api.settings.amqp_port)
+                                  api.settings.amqp_port, api.settings.more_amqp)
     perms = node_permissions(code)
     api.put(f"permissions/{_q(vhost)}/{_q(account)}",
             {"configure": perms.configure, "write": perms.write, "read": perms.read})
@@ -580,7 +680,8 @@ def reset_password(api: ManagementApi, vhost: str, code: str, *,
 
 def close_node_account(api: ManagementApi, vhost: str, code: str, *,
                        account: str | None = None) -> None:
-    """Close node ``code``'s broker user in this vhost and unbind its inbox; idempotent.
+    """Close node ``code``'s broker user in this vhost and unbind its inbox and receipts
+    queue; idempotent.
 
     The user is deleted, unless it also holds rights in another vhost (another hub's
     account of the same name, from before accounts were named per vhost): then only this
@@ -633,10 +734,12 @@ def close_connections(api: ManagementApi, user: str) -> None:
 
 
 def gateway_permissions(codes: list[str] | tuple[str, ...]) -> Permissions:
-    """The VXP gateway's account: write ``vdx.submit``, read the inboxes of the nodes its
-    connected systems serve (``codes``), declare nothing. With no node it reads nothing.
-    Its topic permission on ``vdx.submit`` allows the routing keys of ``codes`` only."""
-    queues = "|".join(re.escape(inbox_queue(code)) for code in sorted(set(codes)))
+    """The VXP gateway's account: write ``vdx.submit``, read the inboxes and receipts
+    queues of the nodes its connected systems serve (``codes``), declare nothing. With no
+    node it reads nothing. Its topic permission on ``vdx.submit`` allows the routing keys
+    of ``codes`` only."""
+    queues = "|".join(re.escape(queue(code)) for code in sorted(set(codes))
+                      for queue in (inbox_queue, receipts_queue))
     return Permissions(configure="^$", write=f"^{re.escape(SUBMIT_EXCHANGE)}$",
                        read=f"^({queues})$" if queues else "^$")
 
@@ -657,7 +760,7 @@ def provision_gateway(api: ManagementApi, vhost: str, user: str, codes: list[str
         password = secrets.token_urlsafe(24)
         api.put(f"users/{_q(user)}", {"password": password, "tags": ""})
         credentials = Credentials(user, password, vhost, api.settings.amqp_host,
-                                  api.settings.amqp_port)
+                                  api.settings.amqp_port, api.settings.more_amqp)
     perms = gateway_permissions(codes)
     api.put(f"permissions/{_q(vhost)}/{_q(user)}",
             {"configure": perms.configure, "write": perms.write, "read": perms.read})

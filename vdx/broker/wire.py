@@ -6,13 +6,18 @@ sending node's code, the only one the broker lets its account use; the broker st
 publishing account as ``user_id``). Each node's submissions wait in a queue of their own,
 ``vdx.hub.submit.<code>``, so that the hub takes turns between senders; a routing key no
 node's queue is bound to lands in the shared ``vdx.hub.submit``. The hub
-puts two kinds of message in a node's inbox ``vdx.node.<code>.inbox`` through the exchange
-``vdx.deliver`` (routing key: the node's code):
+sends a node two kinds of message, each on a path of its own (routing key: the node's
+code), so that deliveries a node has not read never hold up its receipts:
 
 - a **delivery**: a document or status package from another node, its bytes as signed,
-  with the hub's trace in headers (its delivery id, who sent it, when the hub received it);
+  with the hub's trace in headers (its delivery id, who sent it, when the hub received it),
+  through the exchange ``vdx.deliver`` into the node's inbox ``vdx.node.<code>.inbox``;
 - a **receipt**: what the hub did with a package (accepted, rejected, duplicate,
-  delivered, a recipient's status), signed by the hub.
+  delivered, a recipient's status), signed by the hub, through the exchange
+  ``vdx.receipts`` into the node's receipts queue ``vdx.node.<code>.receipts``. A node
+  whose receipts queue is not provisioned yet (a registry before ``vdx init`` added it)
+  gets its receipts in its inbox, as before: ``vdx.receipts``'s alternate exchange is
+  ``vdx.deliver``. Nodes read both queues.
 
 What a message *is* is its AMQP ``type`` (:data:`DOCUMENT`, :data:`STATUS`,
 :data:`RECEIPT`), read by :func:`read_from_hub` on every receiving side; the ``x-vdx-*``
@@ -33,6 +38,7 @@ from datetime import datetime
 
 SUBMIT_EXCHANGE = "vdx.submit"
 DELIVER_EXCHANGE = "vdx.deliver"
+RECEIPTS_EXCHANGE = "vdx.receipts"
 SUBMIT_QUEUE = "vdx.hub.submit"  # the shared queue: what no node's own queue takes
 DEAD_QUEUE = "vdx.hub.dead"
 # Where vdx.submit sends what no binding takes (its alternate exchange): the shared queue.
@@ -76,6 +82,21 @@ def inbox_node(queue: str) -> str | None:
     """The node whose inbox is ``queue``; None for another queue."""
     if queue.startswith(_INBOX_PREFIX) and queue.endswith(_INBOX_SUFFIX):
         return queue[len(_INBOX_PREFIX):-len(_INBOX_SUFFIX)] or None
+    return None
+
+
+_RECEIPTS_SUFFIX = ".receipts"
+
+
+def receipts_queue(code: str) -> str:
+    """The queue the hub puts node ``code``'s receipts in."""
+    return f"{_INBOX_PREFIX}{code}{_RECEIPTS_SUFFIX}"
+
+
+def receipts_node(queue: str) -> str | None:
+    """The node whose receipts queue is ``queue``; None for another queue."""
+    if queue.startswith(_INBOX_PREFIX) and queue.endswith(_RECEIPTS_SUFFIX):
+        return queue[len(_INBOX_PREFIX):-len(_RECEIPTS_SUFFIX)] or None
     return None
 
 
@@ -185,9 +206,9 @@ def delivery(hub_id: str, delivery_id: str, recipient: str, body: bytes, *, kind
 
 def receipt(hub_id: str, receipt_id: str, addressee: str, body: bytes, *, kind: str,
             document_id: str | None) -> Outgoing:
-    """The hub's signed receipt ``body`` for ``addressee``; its message id is the
-    receipt id."""
-    return Outgoing(DELIVER_EXCHANGE, addressee, body, receipt_id, RECEIPT, {
+    """The hub's signed receipt ``body`` for ``addressee``, to its receipts queue; its
+    message id is the receipt id."""
+    return Outgoing(RECEIPTS_EXCHANGE, addressee, body, receipt_id, RECEIPT, {
         HUB: hub_id, HOP: 1, RECEIPT_KIND: kind, DOCUMENT_ID: document_id or ""})
 
 
@@ -201,7 +222,8 @@ def published(message: Outgoing, at: datetime) -> Outgoing:
 
 @dataclass(frozen=True)
 class FromHub:
-    """What a message in a node's inbox is, read from its type and headers.
+    """What a message in a node's inbox or receipts queue is, read from its type and
+    headers.
 
     ``kind`` is ``"document"``, ``"status"`` (deliveries), ``"receipt"``, or None for a
     message that is neither (no node should accept it). ``delivery_id`` is a delivery's

@@ -2,7 +2,7 @@
 
 A :class:`NodeClient` logs in to the broker with the node's own account (the broker user
 *is* the agency code, see :mod:`vdx.broker.provision`), sends packages to ``vdx.submit`` and
-reads the node's inbox, where the hub puts documents, statuses and receipts.
+reads the node's inbox, where the hub puts documents and statuses, and its receipts queue.
 
 Example (a hub is running, ``000.00.00.H41`` and ``000.00.00.G22`` are registered, and the
 node's broker URL, key and certificate are where the example reads them)::
@@ -47,7 +47,9 @@ What a caller may rely on:
 - **Receipts** are read as they arrive, whatever the caller is doing, checked (and with
   ``hub_certificate``, signature-verified), kept in the client's state, then
   acknowledged. :meth:`NodeClient.wait_for_receipt` finds the ``accepted``, ``rejected``
-  or ``duplicate`` receipt of a submission by the SHA-256 of the bytes sent;
+  or ``duplicate`` receipt of a submission: the hub derives its id from the message
+  (:func:`vdx.core.receipts.answer_id`), so a resend gets its own answer (from an older
+  hub, whose ids are random, the first one for the same SHA-256);
   :meth:`NodeClient.receipts` hands out every receipt once.
 - **Deliveries** (:meth:`NodeClient.deliveries`, :meth:`NodeClient.run`) are verified end
   to end (:func:`vdx.client.checks.verify_delivery`); one that fails is dead-lettered, never
@@ -70,9 +72,11 @@ What a caller may rely on:
   unconfirmed messages are published again with the same message id. A message the
   broker could not route (no queue bound) counts as refused, like a publisher nack.
 
-The broker holds at most ``prefetch`` unacknowledged messages for the client. Receipts
-never stay unacknowledged, but deliveries do until handled, so a client that never reads
-its deliveries eventually stops receiving receipts as well: read them.
+The broker holds at most ``prefetch`` unacknowledged deliveries for the client; receipts
+come from a queue of their own on a channel of their own and never stay unacknowledged,
+so a client that does not read its deliveries still receives its receipts. (Against a hub
+whose `vdx init` has not yet given the node a receipts queue, receipts come in the inbox,
+behind any ``prefetch`` deliveries waiting to be handled.)
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ from vdx import __version__
 from vdx.broker import wire
 from vdx.broker.channel import addresses, vhost_of
 from vdx.broker.link import Link, Publication
-from vdx.broker.wire import Incoming, inbox_queue, node_account
+from vdx.broker.wire import Incoming, inbox_queue, node_account, receipts_queue
 from vdx.client.checks import compile_schemas, verify_delivery, verify_receipt
 from vdx.client.state import (
     ARRIVING,
@@ -117,7 +121,7 @@ from vdx.core.model import (
     StaffInfo,
     StatusPackage,
 )
-from vdx.core.receipts import Receipt
+from vdx.core.receipts import ANSWER_KINDS, Receipt, answers
 from vdx.errors import TransportError, VdxError
 from vdx.xmldsig.sign import Signer
 from vdx.xmldsig.trust import TrustStore
@@ -127,7 +131,7 @@ __all__ = ["Delivery", "NodeClient", "RefusedDelivery", "SignedReceipt", "Submis
 
 log = logging.getLogger("vdx.client")
 
-FINAL_KINDS = frozenset({"accepted", "rejected", "duplicate"})
+FINAL_KINDS = ANSWER_KINDS
 CLIENT = f"vdx-sdk/{__version__}"  # what the SDK's submissions say they come from
 DEFAULT_STAFF = StaffInfo("Văn thư", "Hệ thống VDX")
 _POLL = 0.2  # how often blocking loops look at stop()
@@ -261,6 +265,11 @@ class NodeClient:
         self._connected = False
         self._link = Link(amqp_url, queues=(inbox_queue(code),), prefetch=prefetch,
                           on_message=self._on_message, name=f"vdx-client-{code}")
+        # Receipts on a channel of their own, so deliveries waiting to be handled never
+        # hold them up; followed, so that a registry whose receipts queue `vdx init` has
+        # not added yet (the hub then puts receipts in the inbox) only logs a refusal.
+        self._receipts_queue = receipts_queue(code)
+        self._link.follow((self._receipts_queue,))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -408,16 +417,30 @@ class NodeClient:
         """The ``accepted``, ``rejected`` or ``duplicate`` receipt for ``submission`` (or
         a package SHA-256), waiting up to ``timeout`` seconds (:class:`TimeoutError`).
 
+        A :class:`Submission` gets the hub's answer to that very message
+        (:func:`vdx.core.receipts.answers`): sending the same bytes again waits for the
+        answer to the new message (``duplicate``), not the earlier one's. A SHA-256 alone
+        matches the first answer to any message carrying those bytes.
+
         The receipt stays available to :meth:`receipts`; other receipts that arrive
         meanwhile are kept too.
         """
-        sha256 = submission.sha256 if isinstance(submission, Submission) else submission
+        if isinstance(submission, Submission):
+            sha256, message_id = submission.sha256, submission.message_id
+
+            def wanted(r: Receipt) -> bool:
+                return answers(r, self.account, message_id, sha256)
+        else:
+            sha256 = submission
+
+            def wanted(r: Receipt) -> bool:
+                return r.kind in FINAL_KINDS
         self.connect()
         deadline = time.monotonic() + timeout
         with self._receipts_changed:
             while True:
                 for item in self._state.find_receipts(sha256):
-                    if item.receipt.kind in FINAL_KINDS:
+                    if wanted(item.receipt):
                         return item.receipt
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -456,9 +479,11 @@ class NodeClient:
 
     def _no_receipt(self, sha256: str, timeout: float) -> str:
         why = f"no receipt for package {sha256[:12]}… within {timeout:g} s"
-        if self._incoming.qsize() >= self.prefetch:
-            why += (f"; {self._incoming.qsize()} deliveries are waiting to be handled and the "
-                    f"broker holds everything behind them, receipts included: read deliveries()")
+        refused = self._link.following().get(self._receipts_queue)
+        if refused is not None:
+            why += (f"; the broker refused the receipts queue {self._receipts_queue} "
+                    f"({refused}), so receipts come in the inbox, behind deliveries: run "
+                    f"`vdx init` on the hub (or read deliveries())")
         elif not self._link.connected:
             why += f"; not connected to the broker ({self._link.last_error or 'connecting'})"
         return why
@@ -644,14 +669,16 @@ class NodeClient:
 
     def _on_message(self, generation: int, incoming: Incoming) -> None:
         message = wire.read_from_hub(incoming.type, incoming.message_id, incoming.headers)
-        if message.is_receipt:
+        if message.is_receipt:  # from the receipts queue (its lane), or the inbox
             self._keep_receipt(generation, incoming)
-        elif message.is_delivery:
+        elif message.is_delivery and incoming.lane == 0:  # deliveries: the inbox only
             self._incoming.put((generation, incoming))
         else:
             log.error("dead-lettered a message that is neither a delivery nor a receipt",
-                      extra={"event": "unknown_message", "message_id": incoming.message_id})
-            self._link.settle(generation, incoming.tag, ack=False, requeue=False)
+                      extra={"event": "unknown_message", "message_id": incoming.message_id,
+                             "queue": incoming.queue})
+            self._link.settle(generation, incoming.tag, ack=False, requeue=False,
+                              lane=incoming.lane)
 
     def _keep_receipt(self, generation: int, incoming: Incoming) -> None:
         try:
@@ -660,18 +687,20 @@ class NodeClient:
             log.error("dead-lettered a receipt that does not verify", extra={
                 "event": "receipt_refused", "message_id": incoming.message_id,
                 "code": exc.code, "reason": exc.message})
-            self._link.settle(generation, incoming.tag, ack=False, requeue=False)
+            self._link.settle(generation, incoming.tag, ack=False, requeue=False,
+                              lane=incoming.lane)
             return
         try:
             self._state.add_receipt(SignedReceipt(receipt, incoming.body,
                                                   self.hub_certificate is not None))
         except Exception:  # the state file is unwritable: the broker keeps the receipt
             log.exception("cannot store a receipt", extra={"event": "state_error"})
-            self._link.settle(generation, incoming.tag, ack=False, requeue=True)
+            self._link.settle(generation, incoming.tag, ack=False, requeue=True,
+                              lane=incoming.lane)
             return
         with self._receipts_changed:
             self._receipts_changed.notify_all()
-        self._link.settle(generation, incoming.tag, ack=True)
+        self._link.settle(generation, incoming.tag, ack=True, lane=incoming.lane)
 
 
 def _describe(package: bytes | Package) -> tuple[str | None, str | None]:

@@ -13,6 +13,10 @@ back with the hardened parser and the schema, and ``parse_receipt(build_receipt(
 for every valid :class:`Receipt`. Parsing checks form only: whoever relies on a receipt
 verifies the hub's signature first and reads the signed tree with :func:`receipt_from_tree`.
 
+The hub's answer to a submission (``accepted``, ``rejected``, ``duplicate``) has an id
+the sender can compute from what it sent (:func:`answer_id`), so it can tell the answer
+to this message from the answer to an earlier copy of the same bytes (:func:`answers`).
+
 ``sign_receipt(r, sign)`` signs with any ``sign`` (bytes in, bytes out) and checks what it
 got back; ``signed_receipt(r, signer)``, the hub's path, writes the receipt once in its
 canonical form and signs that, with no round trip through bytes.
@@ -265,6 +269,34 @@ class Receipt:
             "recipient": self.recipient, "receipt_id": self.receipt_id,
             "receipt_sha256": hashlib.sha256(signed).hexdigest(), "created_at": self.issued_at,
         }
+
+
+# The hub's answer to one submission (``accepted``, ``rejected`` or ``duplicate``) has an
+# id derived from that submission; every other receipt's id is random (version 4).
+ANSWER_KINDS = frozenset({"accepted", "rejected", "duplicate"})
+_ANSWERS = uuid.uuid5(uuid.NAMESPACE_URL, RECEIPT_NS + "#answer")
+
+
+def answer_id(user_id: str | None, message_id: str | None, package_sha256: str) -> str:
+    """The receipt id of the hub's answer to the submission that broker user ``user_id``
+    published with AMQP message id ``message_id``, its bytes hashing to
+    ``package_sha256``: a version-5 UUID of the three. The sender can compute it, so it
+    finds the answer to *this* submission rather than to an earlier copy of the same
+    bytes; the answer keeps it when the hub publishes it again; and, signed in the
+    receipt, it binds the answer to the submission for an auditor."""
+    return str(uuid.uuid5(_ANSWERS, f"{user_id or ''}\n{message_id or ''}\n{package_sha256}"))
+
+
+def answers(receipt: Receipt, user_id: str | None, message_id: str | None,
+            package_sha256: str) -> bool:
+    """Whether ``receipt`` is the hub's answer to that submission (:func:`answer_id`). A
+    hub that derives no answer ids (older hubs: every id random, version 4) is matched on
+    the package's SHA-256 alone."""
+    if receipt.kind not in ANSWER_KINDS or receipt.package_sha256 != package_sha256:
+        return False
+    if receipt.receipt_id == answer_id(user_id, message_id, package_sha256):
+        return True
+    return uuid.UUID(receipt.receipt_id).version != 5
 
 
 accepted = Receipt.accepted

@@ -69,8 +69,8 @@ class RegistryView:
     def seen_inbound_keys(self, keys: Sequence[str]) -> set[str]:
         return journal.seen_inbound_keys(self.session, keys)
 
-    def existing_dedup_keys(self, keys: Sequence[str]) -> set[str]:
-        return journal.existing_dedup_keys(self.session, keys)
+    def recorded_dedup_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        return journal.recorded_dedup_keys(self.session, keys)
 
     def registered(self, code: str) -> tuple[x509.Certificate, ...]:
         """:func:`vdx.registry.nodes.registered_certificates`, remembered for the batch (a

@@ -179,7 +179,9 @@ _INBOUND, _DELIVERIES, _OUTBOX = InboundRow.__table__, DeliveryRow.__table__, Ou
 _HEAD = LedgerHeadRow.__table__
 _SEEN_INBOUND = select(_INBOUND.c.key).where(
     _INBOUND.c.key.in_(bindparam("keys", expanding=True)))
-_EXISTING_DEDUP = select(_DELIVERIES.c.dedup_key).where(
+_DOCUMENTS = DocumentRow.__table__
+_RECORDED_DEDUP = select(_DELIVERIES.c.dedup_key, _DOCUMENTS.c.sha256).join(
+    _DOCUMENTS, _DOCUMENTS.c.id == _DELIVERIES.c.document_pk).where(
     _DELIVERIES.c.dedup_key.in_(bindparam("keys", expanding=True)))
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.entry_hash).where(_HEAD.c.id == 1).with_for_update()
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
@@ -208,11 +210,12 @@ def seen_inbound_keys(session: Session, keys: Sequence[str]) -> set[str]:
             for key in connection.scalars(_SEEN_INBOUND, {"keys": list(chunk)})}
 
 
-def existing_dedup_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    """Which of the deliveries' ``keys`` exist already."""
+def recorded_dedup_keys(session: Session, keys: Sequence[str]) -> dict[str, str]:
+    """Which of the deliveries' ``keys`` exist already, each with the SHA-256 of the
+    package its delivery carried."""
     connection = session.connection()
-    return {key for chunk in _chunks(keys)
-            for key in connection.scalars(_EXISTING_DEDUP, {"keys": list(chunk)})}
+    return {key: sha256 for chunk in _chunks(keys)
+            for key, sha256 in connection.execute(_RECORDED_DEDUP, {"keys": list(chunk)})}
 
 
 def _chunks(items: Sequence, size: int = 500) -> Iterable[Sequence]:

@@ -20,9 +20,10 @@ from lxml import etree
 
 from vdx.core import envelope, schema
 from vdx.core.model import Package, StatusPackage
+from vdx.core.quirks import text_of
 from vdx.core.routing import Directory, Route, route
-from vdx.core.xmlsafe import ParseLimits, parse_untrusted
-from vdx.errors import EnvelopeError
+from vdx.core.xmlsafe import EDXML_NS, ParseLimits, parse_untrusted
+from vdx.errors import EnvelopeError, VdxError
 from vdx.xmldsig.verify import claimed_sender
 
 
@@ -41,8 +42,6 @@ class Admitted:
     route: Route
     sha256: str
     size: int
-
-
 
 
 def check_size(body: bytes, limits: ParseLimits) -> None:
@@ -93,12 +92,50 @@ def authorise(package: Package, user_id: str | None, directory: Directory) -> Ro
 def admit(body: bytes, user_id: str | None, *, limits: ParseLimits,
           verify: SignatureCheck, directory: Directory, sha256: str | None = None) -> Admitted:
     """Run every step on ``body`` published by ``user_id``; raise the first refusal.
-    ``sha256``: the body's hex digest, if the caller has it already."""
+    ``sha256``: the body's hex digest, if the caller has it already.
+
+    A refusal of a package parsed far enough to name its DocumentId carries it
+    (:func:`refused_document_id`), so the ``rejected`` receipt can name it too."""
     check_size(body, limits)
     tree = hardened_parse(body, limits)
-    check_schema(tree)
-    signed = verify_signature(tree, verify)
-    package = read_package(signed)
-    decided = authorise(package, user_id, directory)
+    try:
+        check_schema(tree)
+        signed = verify_signature(tree, verify)
+        package = read_package(signed)
+        decided = authorise(package, user_id, directory)
+    except VdxError as exc:
+        exc.document_id = claimed_document_id(tree)  # type: ignore[attr-defined]
+        raise
     return Admitted(package, decided, sha256 or hashlib.sha256(body).hexdigest(),
                     len(body))
+
+
+def refused_document_id(error: VdxError) -> str | None:
+    """The DocumentId of the package :func:`admit` refused with ``error``, if it was read."""
+    return getattr(error, "document_id", None)
+
+
+_MESSAGE_HEADER = "/".join(f"{{{EDXML_NS}}}{name}"
+                           for name in ("edXMLEnvelope", "edXMLHeader", "MessageHeader"))
+
+
+def claimed_document_id(tree: etree._ElementTree) -> str | None:
+    """The DocumentId the (not necessarily valid, nor verified) header names, as an
+    accepted package's receipt would name it (a status: the document it is about); None
+    unless exactly one is there and it fits in a receipt and the journal."""
+    message = tree.getroot().find(_MESSAGE_HEADER)
+    if message is None:
+        return None
+    holder = message
+    if message.find(f"{{{EDXML_NS}}}StatusCode") is not None:
+        responses = message.findall(f"{{{EDXML_NS}}}ResponseFor")
+        if len(responses) != 1:
+            return None
+        holder = responses[0]
+    ids = holder.findall(f"{{{EDXML_NS}}}DocumentId")
+    if len(ids) != 1:
+        return None
+    document_id = text_of(ids[0]) or ""
+    if not document_id.strip(" \t\n\r") or len(document_id) > MAX_DOCUMENT_ID:
+        return None
+    return document_id

@@ -31,10 +31,10 @@ from vdx import metrics
 from vdx.broker import wire
 from vdx.broker.wire import Incoming, Outgoing
 from vdx.core.model import DocumentPackage, StatusPackage
-from vdx.core.receipts import Receipt
+from vdx.core.receipts import Receipt, answer_id
 from vdx.core.routing import Directory
 from vdx.core.xmlsafe import ParseLimits, parse_untrusted
-from vdx.errors import TransportError, VdxError
+from vdx.errors import RoutingError, TransportError, VdxError
 from vdx.hub import pipeline
 from vdx.hub.pipeline import Admitted, SignatureCheck
 from vdx.xmldsig.verify import claimed_sender
@@ -58,8 +58,9 @@ class BatchDirectory(Directory, Protocol):
     def seen_inbound_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these :func:`inbound_key` values were recorded before."""
 
-    def existing_dedup_keys(self, keys: Sequence[str]) -> set[str]:
-        """Which of these :func:`dedup_key` values a recorded delivery has already."""
+    def recorded_dedup_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        """Which of these :func:`dedup_key` values a recorded delivery has already, each
+        with the SHA-256 of the package that delivery carried."""
 
 
 class Admit(Protocol):
@@ -87,6 +88,7 @@ class Delivery:
 class Refused:
     error: VdxError
     addressee: str | None  # who is told; None when no registered node published it
+    document_id: str | None = None  # the package's, when it was read before the refusal
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class Outcome:
 @dataclass(frozen=True)
 class Decisions:
     outcomes: tuple[Outcome, ...]
-    taken: frozenset[str]  # the admitted packages' dedup keys a delivery holds already
+    # the admitted packages' dedup keys a delivery holds already -> the SHA-256 it carried
+    taken: Mapping[str, str]
 
 
 @dataclass
@@ -111,7 +114,8 @@ class Plan:
     """Every row one write transaction inserts, decided and signed before it begins, and
     the message each outbox row becomes once committed."""
 
-    dedup_keys: set[str] = field(default_factory=set)  # recorded, or taken by this batch
+    # recorded, or taken by this batch -> the SHA-256 of the package delivered under it
+    dedup_keys: dict[str, str] = field(default_factory=dict)
     inbound: list[dict] = field(default_factory=list)
     documents: list[tuple[dict, list[dict]]] = field(default_factory=list)  # + deliveries
     receipts: list[dict] = field(default_factory=list)
@@ -155,9 +159,9 @@ class Planner:
             verdict = (self.refuse(directory, message, error) if error is not None
                        else self.decide_one(directory, message, digest, poisoned, admit))
             outcomes.append(Outcome(message, digest, key, verdict))
-        taken = directory.existing_dedup_keys([
+        taken = directory.recorded_dedup_keys([
             k for o in outcomes if isinstance(o.verdict, Admitted) for k in dedup_keys(o.verdict)])
-        return Decisions(tuple(outcomes), frozenset(taken))
+        return Decisions(tuple(outcomes), taken)
 
     def decide_one(self, directory: BatchDirectory, message: Incoming, digest: str,
                    poisoned: bool, admit: Admit = pipeline.admit) -> Admitted | Refused:
@@ -173,7 +177,8 @@ class Planner:
                          verify=directory.verify, directory=directory, sha256=digest)
         except VdxError as exc:
             metrics.DOCUMENTS.labels("rejected", exc.code).inc()
-            return Refused(exc, self.addressee(directory, message))
+            return Refused(exc, self.addressee(directory, message),
+                           pipeline.refused_document_id(exc))
         finally:
             metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
 
@@ -201,19 +206,40 @@ class Planner:
 
     def plan(self, decisions: Decisions) -> Plan:
         """The rows and messages of ``decisions``, receipts signed; reads nothing."""
-        plan = Plan(dedup_keys=set(decisions.taken))
+        plan = Plan(dedup_keys=dict(decisions.taken))
         now = self.clock()
         for o in decisions.outcomes:
-            if o.verdict is None:
+            verdict = o.verdict
+            if verdict is None:
                 continue
-            refused = isinstance(o.verdict, Refused)
+            if isinstance(verdict, Admitted):
+                verdict = self.reused(plan, verdict) or verdict
+            refused = isinstance(verdict, Refused)
             plan.inbound.append({"key": o.inbound_key, "sha256": o.sha256, "at": now,
                                  "outcome": "refused" if refused else "admitted"})
-            if refused:
-                self.plan_reject(plan, o.message, o.verdict, o.sha256)
+            if isinstance(verdict, Refused):
+                self.plan_reject(plan, o.message, verdict, o.sha256)
             else:
-                self.plan_accept(plan, o.message, o.verdict)
+                self.plan_accept(plan, o.message, verdict)
         return plan
+
+    def reused(self, plan: Plan, a: Admitted) -> Refused | None:
+        """The refusal of a document whose DocumentId its sender already used, for one of
+        its recipients, for other bytes (recorded, or earlier in this batch): delivering
+        the rest, or answering ``duplicate``, would drop the new content silently."""
+        r = a.route
+        if r.kind != "document":
+            return None  # a status's dedup key is its bytes
+        for recipient, key in zip(r.recipients, dedup_keys(a), strict=True):
+            earlier = plan.dedup_keys.get(key, a.sha256)
+            if earlier != a.sha256:
+                error = RoutingError(
+                    "routing.document_id_reused",
+                    f"{r.sender} already sent {r.document_id} to {recipient} as another "
+                    f"package (SHA-256 {earlier}); new content needs a new DocumentId")
+                metrics.DOCUMENTS.labels("rejected", error.code).inc()
+                return Refused(error, r.sender, r.document_id)
+        return None
 
     def plan_accept(self, plan: Plan, message: Incoming, a: Admitted) -> None:
         """The document, a delivery per recipient not served before, and the ``accepted``
@@ -223,14 +249,15 @@ class Planner:
         status_code = package.status_code if isinstance(package, StatusPackage) else None
         keys = dict(zip(r.recipients, dedup_keys(a), strict=True))
         fresh = [rcpt for rcpt in r.recipients if keys[rcpt] not in plan.dedup_keys]
+        answer = answer_id(message.user_id, message.message_id, a.sha256)
         if not fresh:
             metrics.DOCUMENTS.labels("duplicate", "").inc()
             log.info("duplicate", extra={"event": "duplicate", "sender": r.sender,
                                          "document_id": r.document_id})
             self.plan_receipt(plan, Receipt.duplicate(
-                self.hub_id, r.sender, r.document_id, a.sha256))
+                self.hub_id, r.sender, r.document_id, a.sha256, receipt_id=answer))
             return
-        plan.dedup_keys.update(keys[rcpt] for rcpt in fresh)
+        plan.dedup_keys.update((keys[rcpt], a.sha256) for rcpt in fresh)
         now = self.clock()
         document = {
             "kind": r.kind, "sender": r.sender, "document_id": r.document_id,
@@ -257,7 +284,8 @@ class Planner:
                                 delivery))
         plan.documents.append((document, deliveries))
         self.plan_receipt(plan, Receipt.accepted(self.hub_id, r.sender, r.document_id,
-                                                 a.sha256, status_code=status_code))
+                                                 a.sha256, status_code=status_code,
+                                                 receipt_id=answer))
         metrics.DOCUMENTS.labels("accepted", "").inc()
         log.info("accepted", extra={"event": "accepted", "kind": r.kind, "sender": r.sender,
                                     "document_id": r.document_id, "recipients": len(fresh)})
@@ -265,10 +293,13 @@ class Planner:
     def plan_reject(self, plan: Plan, message: Incoming, refused: Refused,
                     digest: str) -> None:
         log.info("rejected", extra={"event": "rejected", "code": refused.error.code,
-                                    "user": message.user_id})
+                                    "user": message.user_id,
+                                    "document_id": refused.document_id})
         if refused.addressee is not None:  # else: no registered node to tell
             self.plan_receipt(plan, Receipt.rejected(
-                self.hub_id, refused.addressee, refused.error, digest))
+                self.hub_id, refused.addressee, refused.error, digest,
+                document_id=refused.document_id,
+                receipt_id=answer_id(message.user_id, message.message_id, digest)))
 
     def plan_receipt(self, plan: Plan, receipt: Receipt, body: bytes | None = None) -> None:
         """Sign ``receipt`` (unless ``body`` is its signed form already) and plan its row,

@@ -151,8 +151,9 @@ def _topology(admin: Admin, out: list[Finding]) -> None:
                                f"{binding.exchange} → {binding.queue} "
                                f"({binding.routing_key!r}) is not bound", _INIT))
     if len(out) == before:
-        out.append(Finding("topology", OK, "exchanges vdx.submit, vdx.deliver, vdx.dlx and "
-                                           "queues vdx.hub.submit, vdx.hub.dead as declared"))
+        out.append(Finding("topology", OK, "exchanges vdx.submit, vdx.deliver, vdx.receipts, "
+                                           "vdx.dlx and queues vdx.hub.submit, vdx.hub.dead "
+                                           "as declared"))
 
 
 def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -> None:
@@ -161,8 +162,8 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
     rights = {p["user"]: p for p in api.get(f"vhosts/{_q(vhost)}/permissions") or ()}
     queues = {q["name"]: q for q in api.get(f"queues/{_q(vhost)}?columns=name,messages") or ()}
     bound = {(b["destination"], b["routing_key"])
-             for b in api.get(f"exchanges/{_q(vhost)}/{_q(provision.DELIVER_EXCHANGE)}"
-                              f"/bindings/source") or ()}
+             for exchange in (provision.DELIVER_EXCHANGE, provision.RECEIPTS_EXCHANGE)
+             for b in api.get(f"exchanges/{_q(vhost)}/{_q(exchange)}/bindings/source") or ()}
     for node, certificates in nodes:
         code, area = node.code, f"node {node.code}"
         inbox = provision.inbox_queue(code)
@@ -179,6 +180,7 @@ def _nodes(admin: Admin, nodes: _NodeFacts, now: datetime, out: list[Finding]) -
                 out.append(Finding(area, OK, f"revoked, account closed{note}"))
             continue
         problems = _account_problems(code, account, users, rights, inbox in queues, is_bound)
+        problems += _receipts_problems(code, queues, bound)
         if account != provision.node_account(code, vhost):
             problems.append((WARNING, f"logs in as {account}, a name not bound to this "
                                       f"hub's vhost (another hub on this broker could share "
@@ -238,6 +240,18 @@ def _account_problems(code: str, account: str, users: dict[str, Any], rights: di
     elif not is_bound:
         problems.append((ERROR, "its inbox is not bound from vdx.deliver", _INIT))
     return problems
+
+
+def _receipts_problems(code: str, queues: dict[str, Any], bound: set[tuple[str, str]],
+                        ) -> list[tuple[str, str, str]]:
+    # Without it the hub still puts the node's receipts in its inbox, behind deliveries.
+    receipts = provision.receipts_queue(code)
+    if receipts not in queues:
+        return [(ERROR, f"its receipts queue {receipts} is missing (its receipts wait in its "
+                        f"inbox behind unread deliveries)", _INIT)]
+    if (receipts, code) not in bound:
+        return [(ERROR, "its receipts queue is not bound from vdx.receipts", _INIT)]
+    return []
 
 
 def _certificate_problems(code: str, certificates: tuple[registry.Certificate, ...],
