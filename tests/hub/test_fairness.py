@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from urllib.parse import quote
 
 import pytest
@@ -17,9 +18,10 @@ from sqlalchemy import func, select
 from tests.support.hub import HUB_ID, running_hub
 from vdx import store
 from vdx.broker import provision
+from vdx.broker.wire import SUBMIT_QUEUE, Incoming
 from vdx.hub.journal import DocumentRow
 from vdx.hub.supervisor import load_services
-from vdx.hub.worker import HubWorker, WorkerConfig
+from vdx.hub.worker import HubServices, HubWorker, WorkerConfig
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -107,3 +109,49 @@ def test_a_worker_consumes_the_queue_of_a_node_registered_after_it_started(tmp_p
         newcomer.send(newcomer.document(hub.agency("G22").code))
         assert sorted(m.receipt.kind for m in newcomer.inbox(2)) == ["accepted", "delivered"]
         assert hub.agency("G22").inbox(1)[0].type == "edxml.document"
+
+
+def batches_of(waiting: dict[str, int], lately: tuple[str, ...] = (),
+               **config) -> list[list[str]]:
+    """The queues of each batch a worker takes from ``waiting`` (queue → messages), when
+    the nodes of ``lately`` sent a moment ago too."""
+    engine = store.make_engine("sqlite://")
+    unused = HubServices(view=None, make_receipt=None, sign_hash=None)  # never called
+    worker = HubWorker(WorkerConfig(hub_id=HUB_ID, amqp_url="amqp://unused", **config),
+                       store.session_factory(engine), unused, channel=lambda **_: None)
+    tag = 0
+    for queue, count in waiting.items():
+        for _ in range(count):
+            tag += 1
+            worker._waiting.setdefault(queue, deque()).append(
+                Incoming(tag=tag, body=b"x", user_id=None, message_id=None,
+                         redelivered=False, queue=queue))
+            worker._waiting_count += 1
+        worker._seen[queue] = time.monotonic()
+    for queue in lately:  # other nodes that sent a moment ago, none waiting now
+        worker._seen[queue] = time.monotonic()
+    batches = []
+    while worker._waiting:
+        batches.append([m.queue for m in worker._take_batch()])
+    engine.dispose()
+    return batches
+
+
+def test_a_flood_is_taken_in_short_batches_and_a_lone_package_in_a_shorter_one():
+    flood, lone = "vdx.hub.submit.G22", "vdx.hub.submit.H41"
+    # A node sending alone gets full batches (the throughput of one busy sender) …
+    assert batches_of({flood: 7}, node_batch=3, batch_max=5) == [[flood] * 5, [flood] * 2]
+    # … but while another node sends too, short ones: its next package waits behind
+    # at most one of them.
+    taking_turns = batches_of({flood: 7}, lately=(lone,), node_batch=3)
+    assert taking_turns == [[flood] * 3, [flood] * 3, [flood]]
+    together = batches_of({flood: 7, lone: 1}, node_batch=3)
+    # With another node waiting, each takes one per batch: the lone package is not held
+    # behind the flood's share.
+    assert together[0] == [flood, lone]
+    assert sum(len(b) for b in together) == 8
+
+
+def test_the_shared_submit_queue_is_not_held_to_a_node_share():
+    assert batches_of({SUBMIT_QUEUE: 25}, node_batch=3, batch_max=10) == [
+        [SUBMIT_QUEUE] * 10, [SUBMIT_QUEUE] * 10, [SUBMIT_QUEUE] * 5]

@@ -54,12 +54,24 @@ def load_services(config: HubConfig, policy: VerificationPolicy | None = None) -
 def node_prefetch() -> int:
     """``$VDX_NODE_PREFETCH``: how many of one node's packages a worker holds at once
     (default :data:`vdx.hub.worker.NODE_PREFETCH`)."""
-    import os
-
     from vdx.hub.worker import NODE_PREFETCH
 
-    raw = os.environ.get("VDX_NODE_PREFETCH", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else NODE_PREFETCH
+    return _positive("VDX_NODE_PREFETCH", NODE_PREFETCH)
+
+
+def node_batch() -> int:
+    """``$VDX_NODE_BATCH``: how many of one node's packages one batch takes at most
+    (default :data:`vdx.hub.worker.NODE_BATCH`)."""
+    from vdx.hub.worker import NODE_BATCH
+
+    return _positive("VDX_NODE_BATCH", NODE_BATCH)
+
+
+def _positive(name: str, default: int) -> int:
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
 
 
 def run_worker(index: int, config: HubConfig, hub_id: str, prefetch: int,
@@ -75,7 +87,7 @@ def run_worker(index: int, config: HubConfig, hub_id: str, prefetch: int,
         metrics.serve(metrics_port + index)
     engine = store.make_engine(config.database_url)
     worker = HubWorker(WorkerConfig(hub_id=hub_id, amqp_url=amqp_url(), prefetch=prefetch,
-                                    node_prefetch=node_prefetch()),
+                                    node_prefetch=node_prefetch(), node_batch=node_batch()),
                        store.session_factory(engine), load_services(config))
     worker.install_signal_handlers()
     worker.run_forever()

@@ -72,9 +72,12 @@ log = logging.getLogger("vdx.hub")
 
 RELAY_AFTER = 30.0  # seconds before another worker's unconfirmed outbox rows are relayed
 REFOLLOW_AFTER = 60.0  # seconds before a submit queue the broker refused is tried again
-# One node's packages a worker holds at once: a small window keeps a flooding node's
-# batches short, so another node's package waits at most about one such batch.
+# One node's packages a worker holds at once (enough that the broker refills the window
+# while a batch is worked on), and how many of them one batch takes: a flooding node's
+# batches stay short, so another node's package waits at most about one such batch.
 NODE_PREFETCH = 10
+NODE_BATCH = 3
+ACTIVE_WINDOW = 2.0  # seconds: a node that sent within this long is taking turns
 
 
 class Channel(Protocol):
@@ -140,6 +143,7 @@ class WorkerConfig:
     amqp_url: str
     prefetch: int = 200  # the shared queue's unacknowledged messages
     node_prefetch: int = NODE_PREFETCH  # each node's submit queue's
+    node_batch: int = NODE_BATCH  # at most this many of one node's packages per batch
     discover_every: float = 2.0  # seconds between readings of the registry's nodes
     batch_max: int = 100
     batch_bytes: int = 4 * 1024 * 1024  # a batch closes at this many bytes of packages
@@ -193,6 +197,7 @@ class HubWorker:
         self._waiting: OrderedDict[str, deque[Incoming]] = OrderedDict()  # per queue
         self._waiting_count = 0
         self._waiting_bytes = 0
+        self._seen: dict[str, float] = {}  # queue -> when a message last came from it
         self._flush_timer: object | None = None
         self._flush_delay = 0.0
         self._discover_timer: object | None = None
@@ -343,6 +348,7 @@ class HubWorker:
 
     def _received(self, message: Incoming) -> None:
         self._waiting.setdefault(message.queue, deque()).append(message)
+        self._seen[message.queue] = time.monotonic()
         self._waiting_count += 1
         self._waiting_bytes += len(message.body)
         # Never inline: the frames already read are all gathered first, so a node's
@@ -377,14 +383,24 @@ class HubWorker:
 
     def _take_batch(self) -> list[Incoming]:
         """Up to ``batch_max`` messages (and ``batch_bytes``), one from each queue in
-        turn, from the queue served longest ago: a flood takes turns with the others.
-        Large packages go alone: a batch holds its bodies (and one parsed tree at a
-        time) in memory until its transaction commits."""
+        turn, from the queue served longest ago. While other nodes are sending too, at
+        most ``node_batch`` of one node's (one each when several wait): a flood takes
+        turns with the others in short batches, so their packages never wait behind a
+        long one, while the rest of its window waits here. A node sending alone gets
+        full batches. Large packages go alone: a batch holds its bodies (and one parsed
+        tree at a time) in memory until its transaction commits."""
         batch: list[Incoming] = []
         size = 0
+        taken: dict[str, int] = {}
+        share = self.config.batch_max
+        if self._senders_lately() > 1:
+            share = max(1, self.config.node_batch // max(1, len(self._waiting)))
         while (self._waiting and len(batch) < self.config.batch_max
                and size < self.config.batch_bytes):
             queue, waiting = next(iter(self._waiting.items()))
+            if queue != SUBMIT_QUEUE and taken.get(queue, 0) >= share:
+                break  # the longest-waiting queue had its share: so had every other
+            taken[queue] = taken.get(queue, 0) + 1
             message = waiting.popleft()
             if waiting:
                 self._waiting.move_to_end(queue)
@@ -395,6 +411,13 @@ class HubWorker:
         self._waiting_count -= len(batch)
         self._waiting_bytes -= size
         return batch
+
+    def _senders_lately(self) -> int:
+        """How many node queues sent within :data:`ACTIVE_WINDOW` seconds."""
+        since = time.monotonic() - ACTIVE_WINDOW
+        for queue in [q for q, at in self._seen.items() if at < since]:
+            del self._seen[queue]
+        return sum(1 for queue in self._seen if queue != SUBMIT_QUEUE)
 
     def _journal_batch(self, batch: list[Incoming]) -> None:
         # A redelivered message may be the one that killed a worker: it goes alone, after
