@@ -261,6 +261,7 @@ class Fault:
     back_at: float = 0.0  # when the failed part was started again
     detail: str = ""
     stalled: float | None = None  # seconds from the fault to the next accepted document
+    longest_pause: float | None = None  # the longest wait between acceptances after it
 
 
 def leader_of_submit_queues(nodes: list[cluster.Node]) -> cluster.Node:
@@ -330,6 +331,16 @@ def fault_times(seconds: float, count: int, gap: float, rng: random.Random) -> l
 def stall_after(fault: Fault, accepted_at: list[float]) -> float | None:
     later = [t for t in accepted_at if t > fault.at]
     return (min(later) - fault.at) if later else None
+
+
+def longest_pause(fault: Fault, accepted_at: list[float], until: float) -> float | None:
+    """The longest time without any acceptance from the fault to ``until`` (30 s after
+    the failed part came back, or the next fault): how long the exchange stood still."""
+    end = until
+    times = sorted(t for t in accepted_at if fault.at < t <= end)
+    if not times:
+        return None
+    return max(b - a for a, b in zip([fault.at, *times], times, strict=False))
 
 
 # ----------------------------------------------------------------------------- main
@@ -482,8 +493,10 @@ def exchange(root: Path, nodes: list[cluster.Node], postgres: LocalPostgres, hub
         time.sleep(0.5)
     unanswered, undelivered = tally.missing()
     with tally.lock:
-        for fault in faults:
+        for fault, after in zip(faults, [*faults[1:], None], strict=True):
             fault.stalled = stall_after(fault, tally.accepted_at)
+            until = fault.back_at + 30 if after is None else min(fault.back_at + 30, after.at)
+            fault.longest_pause = longest_pause(fault, tally.accepted_at, until)
         kinds_count = Counter(tally.final.values())
         result = {
             "documents": documents, "sent": len(tally.sent),
@@ -501,7 +514,9 @@ def exchange(root: Path, nodes: list[cluster.Node], postgres: LocalPostgres, hub
             "faults": [{"kind": f.kind, "detail": f.detail,
                         "at_s": round(f.at - started, 1),
                         "down_s": round(f.back_at - f.at, 1),
-                        "stalled_s": None if f.stalled is None else round(f.stalled, 2)}
+                        "stalled_s": None if f.stalled is None else round(f.stalled, 2),
+                        "longest_pause_s": None if f.longest_pause is None
+                        else round(f.longest_pause, 2)}
                        for f in faults],
         }
     result["ledger"] = verify_ledger(env)
@@ -533,7 +548,8 @@ def report(result: dict) -> None:
                f"({ledger.get('entries', '?')} entries)")
     for fault in result["faults"]:
         stalled = "never recovered" if fault["stalled_s"] is None else \
-            f"next document accepted {fault['stalled_s']} s after the fault"
+            f"next document accepted {fault['stalled_s']} s after the fault, longest " \
+            f"pause {fault['longest_pause_s']} s"
         click.echo(f"fault at {fault['at_s']:>6} s: {fault['detail']}; down "
                    f"{fault['down_s']} s; {stalled}")
 

@@ -3,7 +3,8 @@
 # and `.ci/run`.
 #
 #   deploy/setup.sh demo    RabbitMQ running with its management plugin (what `vdx demo` needs)
-#   deploy/setup.sh test    the same, plus PostgreSQL running, xmlsec1 and a JDK (javac)
+#   deploy/setup.sh test    the same, plus PostgreSQL running, xmlsec1, a JDK (javac) and
+#                           Debian's chromium (the console's browser tests)
 #
 # Each step either is already done, is done here, or prints one line saying what to do by
 # hand; nothing is skipped silently. Installing packages needs root and apt; without them
@@ -107,5 +108,6 @@ if [ "$mode" = test ]; then
   postgresql
   apt_install xmlsec1 xmlsec1                 # interop tests: signatures both ways
   apt_install javac default-jdk-headless      # the real VXP SDK tests compile a driver
+  apt_install chromium chromium               # the console's browser tests (Playwright)
 fi
 exit $failed

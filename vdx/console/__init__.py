@@ -1,0 +1,1 @@
+"""The auditors' and admins' web console (``vdx console run``)."""
