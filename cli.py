@@ -11,7 +11,7 @@ import click
 from vdx_adapters import commands as adapters
 
 import vdx
-from vdx.commands import ca, envelope, hub, node
+from vdx.commands import ca, console, envelope, hub, node
 from vdx.commands.common import VdxGroup
 
 
@@ -30,6 +30,7 @@ main.add_command(hub.hub_group)
 main.add_command(hub.receipts_group)
 main.add_command(hub.document_group)
 main.add_command(hub.audit_group)
+main.add_command(console.console_group)
 main.add_command(adapters.folder_group)
 main.add_command(adapters.gateway_group)
 main.add_command(adapters.demo)

@@ -357,3 +357,7 @@ def demo(keep: bool) -> None:
     click.echo(f"done in {time.monotonic() - started:.1f} s; "
                + (f"workspace kept at {result.workspace}" if keep
                   else "workspace, vhost and accounts removed"))
+    if keep:
+        click.echo("to look at it in the web console:")
+        for line in demo_mod.console_commands(result):
+            click.echo(f"  {line}")

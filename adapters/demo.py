@@ -54,6 +54,7 @@ class DemoResult:
     workspace: Path
     steps: list[tuple[str, bool]] = field(default_factory=list)
     receipts: list[audit.ReceiptView] = field(default_factory=list)
+    vhost: str = ""
 
     @property
     def ok(self) -> bool:
@@ -76,9 +77,32 @@ def run(say: Say, workspace: Path | None = None, *, keep: bool = False) -> DemoR
 
     with ExitStack() as stack:
         world = stack.enter_context(_world(ws, keep=keep))
+        result.vhost = world.vhost
         step("setup", True, f"workspace {ws}, broker vhost {world.vhost}")
         _exchange(world, step, stack, result)
     return result
+
+
+def console_commands(result: DemoResult) -> list[str]:
+    """The shell commands that open the web console on a kept workspace: its
+    environment, an admin account, and the server (a broker password other than the
+    default ``guest`` is not printed: put it back in ``VDX_AMQP_URL``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from vdx.broker.channel import DEFAULT_AMQP_URL, addresses
+
+    ws = result.workspace
+    amqp = urlsplit(addresses(os.environ.get("VDX_AMQP_URL") or DEFAULT_AMQP_URL)[0])
+    netloc = amqp.netloc
+    if amqp.password and amqp.password != "guest":
+        netloc = netloc.replace(f":{amqp.password}@", ":PASSWORD@", 1)
+    url = urlunsplit((amqp.scheme, netloc, "/" + quote(result.vhost, safe=""), "", ""))
+    return [
+        f"export VDX_HOME={ws} VDX_DATABASE_URL=sqlite:///{ws / 'vdx.db'} "
+        f"VDX_PKI_DIR={ws / 'pki'} VDX_TRUST_DIR={ws / 'pki'} VDX_AMQP_URL='{url}'",
+        "vdx console add-user admin --role admin",
+        "vdx console run --port 8090    # then open http://127.0.0.1:8090/",
+    ]
 
 
 # ------------------------------------------------------------------------ the world

@@ -196,6 +196,25 @@ class AdminLogRow(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class ConsoleUserRow(Base):
+    """A person who may sign in to the web console (:mod:`vdx.console`): an ``auditor``
+    reads, an ``admin`` also suspends and resumes nodes. ``password_hash`` is Argon2id;
+    ``failed_logins`` and ``locked_until`` slow down guessing (:mod:`vdx.console.users`)."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (CheckConstraint("role IN ('auditor', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+
 # ------------------------------------------------------------------- engines, sessions
 
 

@@ -107,6 +107,13 @@ def _view(r: ReceiptRow) -> ReceiptView:
                        r.delivery_id, r.error_code, r.status_code)
 
 
+def get_receipt(session: Session, receipt_id: str) -> tuple[ReceiptView, bytes] | None:
+    """One receipt and its signed XML (it names the package by its SHA-256, never holds
+    it), or ``None``."""
+    row = session.get(ReceiptRow, receipt_id)
+    return None if row is None else (_view(row), row.body)
+
+
 @dataclass(frozen=True)
 class TimelineEvent:
     at: datetime
@@ -381,10 +388,14 @@ def bundle_certificates(session: Session, config, document_id: str) -> list[tupl
 
 
 def export_bundle(session: Session, document_id: str, certificates: Sequence[tuple[str, bytes]],
-                  ) -> bytes | None:
+                  *, packages: bool = True) -> bytes | None:
     """A zip a third party can check offline: the signed package(s), every receipt about
     the document, and the certificates (``name``, PEM) needed to verify them; ``None``
-    when the hub has no record of ``document_id``."""
+    when the hub has no record of ``document_id``.
+
+    ``packages=False`` leaves the packages out (an auditor's bundle: no document content
+    or attachment): the hub's signed receipts and the manifest still name each package's
+    SHA-256, so whoever holds the package can check it against them."""
     docs = session.scalars(select(DocumentRow).where(DocumentRow.document_id == document_id)
                            .order_by(DocumentRow.id)).all()
     if not docs:
@@ -396,7 +407,8 @@ def export_bundle(session: Session, document_id: str, certificates: Sequence[tup
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
         for i, d in enumerate(docs, start=1):
-            bundle.writestr(f"package-{i}-{d.kind}.edxml", d.body)
+            if packages:
+                bundle.writestr(f"package-{i}-{d.kind}.edxml", d.body)
         for r in receipts:
             bundle.writestr(f"receipts/{r.created_at:%Y%m%dT%H%M%S}-{r.kind}-{r.id}.xml", r.body)
         for name, pem in certificates:
@@ -409,9 +421,18 @@ def export_bundle(session: Session, document_id: str, certificates: Sequence[tup
                             else None} for d in deliveries],
             "receipts": [_view(r).to_dict() for r in receipts],
         }, ensure_ascii=False, indent=2))
-        bundle.writestr("VERIFY.txt", _HOW_TO_VERIFY)
+        bundle.writestr("VERIFY.txt", _HOW_TO_VERIFY if packages
+                        else _WITHHELD + _HOW_TO_VERIFY.split("\n\n", 2)[2])
     return buffer.getvalue()
 
+
+_WITHHELD = """How to check this bundle offline with xmlsec1 (Debian package xmlsec1).
+
+The packages themselves are withheld (an auditor's bundle: no document content): their
+SHA-256 are in manifest.json and, signed by the hub, in each receipt; whoever holds a
+package checks it with `sha256sum` and step 1 of a full bundle (`vdx audit export`).
+
+"""
 
 _HOW_TO_VERIFY = """How to check this bundle offline with xmlsec1 (Debian package xmlsec1):
 

@@ -44,7 +44,14 @@ class DocumentRow(Base):
     """A package the hub accepted (documents and statuses alike), with its exact bytes."""
 
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_sender_docid", "sender", "document_id"),)
+    __table_args__ = (
+        Index("ix_documents_sender_docid", "sender", "document_id"),
+        # A document's timeline finds its packages by DocumentId and its statuses by
+        # refers_to, whoever sent them.
+        Index("ix_documents_document_id", "document_id"),
+        Index("ix_documents_refers_to", "refers_to"),
+        Index("ix_documents_received_at", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))  # document | status
@@ -64,6 +71,8 @@ class DeliveryRow(Base):
     """One copy of one package for one recipient; ``id`` is the delivery id adapters see."""
 
     __tablename__ = "deliveries"
+    # Counting what is still pending reads only the unconfirmed rows.
+    __table_args__ = (Index("ix_deliveries_confirmed_at", "confirmed_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     document_pk: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
@@ -80,6 +89,10 @@ class ReceiptRow(Base):
     """A signed receipt for ``addressee`` (the sender of the package it is about)."""
 
     __tablename__ = "receipts"
+    # Counts per kind and day, refusals per code and day and volumes per agency
+    # (vdx.hub.reports) read this index alone.
+    __table_args__ = (Index("ix_receipts_kind_created_at", "kind", "created_at", "error_code",
+                            "addressee", "recipient"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), index=True)
@@ -154,6 +167,24 @@ class AttemptRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     attempts: Mapped[int] = mapped_column(Integer)
     last_at: Mapped[datetime | None]
+
+
+class LedgerCheckRow(Base):
+    """The outcome of one run of the ledger's verification (``vdx audit verify``, the
+    console): when, by whom, and what it found; the console shows the last one."""
+
+    __tablename__ = "ledger_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    intact: Mapped[bool]
+    entries: Mapped[int] = mapped_column(WideId)
+    head_seq: Mapped[int | None] = mapped_column(WideId)
+    receipts: Mapped[int] = mapped_column(WideId)
+    problems: Mapped[int] = mapped_column(Integer)
+    first_fault_seq: Mapped[int | None] = mapped_column(WideId)
+    head_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 # ----------------------------------------------------------------------- repository

@@ -58,6 +58,18 @@ def diagnose(admin: Admin, now: datetime | None = None) -> tuple[Finding, ...]:
     return tuple(findings)
 
 
+def essentials(admin: Admin, now: datetime | None = None) -> tuple[Finding, ...]:
+    """The quick part of :func:`diagnose`: the database (schema), the hub certificate and
+    whether the broker answers and has the hub's vhost; no per-node check (the web
+    console's overview shows it; the management API's own timeout bounds it)."""
+    now = now or store.utcnow()
+    findings: list[Finding] = []
+    _database(admin, now, findings)
+    _hub_certificate(admin, now, findings)
+    _broker(admin, findings)
+    return tuple(findings)
+
+
 def healthy(findings: tuple[Finding, ...]) -> bool:
     return all(f.status != ERROR for f in findings)
 

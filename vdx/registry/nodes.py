@@ -527,6 +527,15 @@ def record_action(session: Session, code: str, action: str, *, actor: str,
     _log(session, actor, action, code, snapshot, snapshot, now)
 
 
+def log_action(session: Session, actor: str, action: str, target: str, *,
+               before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+               now: datetime | None = None) -> None:
+    """Write one admin log entry about something that is not a node's registry change:
+    a console account's creation (target ``user:NAME``), an action refused to a person
+    (``denied``)."""
+    _log(session, actor, action, target, before, after, now or utcnow())
+
+
 def retire_lapsed(session: Session, now: datetime | None = None) -> int:
     """Record as ``retired`` every ``previous`` certificate whose overlap has ended.
 
