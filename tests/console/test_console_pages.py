@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import zipfile
 from html import unescape
@@ -194,8 +195,9 @@ def crawl(client, start: list[str], limit: int = 200) -> dict[str, str]:
     return seen
 
 
-def test_no_attachment_content_on_any_page_or_csv(auditor, admin, traffic):
+def test_no_attachment_content_on_any_page_or_csv_or_log(auditor, admin, traffic, caplog):
     start = ["/", "/documents", doc_path(traffic), "/refusals", "/agencies", "/ledger"]
+    caplog.set_level(logging.DEBUG)
     for client in (auditor, admin):
         seen = crawl(client, start)
         assert len(seen) > 15
@@ -204,6 +206,9 @@ def test_no_attachment_content_on_any_page_or_csv(auditor, admin, traffic):
         for path, text in seen.items():
             for trace in attachment_traces():
                 assert trace.decode() not in text, path
+    assert caplog.records  # the requests were logged, and nothing of the attachment
+    for trace in attachment_traces():
+        assert trace.decode() not in caplog.text
 
 
 def test_the_ledger_page_shows_the_position_of_a_fault(admin, traffic):

@@ -57,6 +57,8 @@ def add_user(name: str, role: str, password_stdin: bool) -> None:
         users.check_name(name)
     except users.AccountError as exc:
         raise CommandError(str(exc), exit_code=2) from exc
+    if _accounts(lambda session, _actor: users.get_user(session, name)) is not None:
+        raise CommandError(f"a console user named {name} exists already")
     password = _password(password_stdin)
     user = _accounts(lambda session, actor: users.add_user(session, name, role, password,
                                                            actor=actor))
@@ -71,6 +73,8 @@ def reset_password(name: str, password_stdin: bool) -> None:
     """Give NAME a new password; unlocks the account and ends its open sessions."""
     from vdx.console import users
 
+    if _accounts(lambda session, _actor: users.get_user(session, name)) is None:
+        raise CommandError(f"there is no console user named {name}")
     password = _password(password_stdin, "New password")
     _accounts(lambda session, actor: users.reset_password(session, name, password,
                                                           actor=actor))

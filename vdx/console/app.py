@@ -14,7 +14,8 @@ What every request goes through, outermost first:
   session's token, compared with :func:`hmac.compare_digest`).
 
 A session holds the user's name, a stamp of their account (a new password or role ends
-it) and the CSRF token. The views are thin: they call the query functions the CLI uses
+it) and the CSRF token. Being a signed cookie, a copy taken before sign-out stays valid
+until it expires; `vdx console reset-password` ends every session of an account at once. The views are thin: they call the query functions the CLI uses
 (:mod:`vdx.hub.audit`, :mod:`vdx.hub.reports`, :mod:`vdx.registry.nodes`) in Starlette's
 thread pool and render Jinja2 templates (autoescaped) from ``templates/``.
 """
@@ -22,6 +23,7 @@ thread pool and render Jinja2 templates (autoescaped) from ``templates/``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
 import io
 import secrets
@@ -80,6 +82,18 @@ class Console:
                                                     timeout=config.broker_timeout))
         self._health: tuple[float, tuple] | None = None
         self._health_lock = threading.Lock()
+        # Sign-ins: one at a time per account (striped by name, so unknown names cost no
+        # memory), whatever the database's row locks do (SQLite has none), and at most a
+        # few Argon2 hashes (64 MiB each) at once. One ledger verification at a time.
+        self._sign_in_locks = tuple(threading.Lock() for _ in range(64))
+        self._hashing = threading.BoundedSemaphore(4)
+        self.verifying = threading.Lock()
+
+    @contextmanager
+    def signing_in(self, name: str) -> Iterator[None]:
+        stripe = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % 64
+        with self._sign_in_locks[stripe], self._hashing:
+            yield
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -217,9 +231,10 @@ def language(request: Request) -> str:
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     lang = language(request)
     user = getattr(request.state, "user", None)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path = quote(request.url.path, safe="/,")
+    here = path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":  # an answer to a form (/ledger/verify): back to its page
-        here = request.url.path.rsplit("/", 1)[0] or "/"
+        here = path.rsplit("/", 1)[0] or "/"
     other = "en" if lang == "vi" else "vi"
     page = request.app.state.templates.get_template(template).render(
         t=i18n.translator(lang), lang=lang, user=user, csrf=csrf_token(request),
@@ -237,8 +252,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
 def _with_query(request: Request, **extra: str) -> str:
     params = dict(request.query_params) | extra
-    return request.url.path + "?" + "&".join(f"{quote(k)}={quote(str(v), safe='')}"
-                                             for k, v in params.items())
+    query = "&".join(f"{quote(k)}={quote(str(v), safe='')}" for k, v in params.items())
+    return quote(request.url.path, safe="/,") + "?" + query
 
 
 def csv_response(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:

@@ -91,6 +91,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "next_page": ("Trang sau →", "Next page →"),
     "prev_page": ("← Trang trước", "← Previous page"),
     "bad_filter": ("Bộ lọc không hợp lệ: {what}", "Unusable filter: {what}"),
+    "verify_busy": ("Một lần kiểm tra sổ cái đang chạy; hãy thử lại sau ít phút.",
+                    "A ledger verification is already running; try again in a moment."),
     "timeline": ("Hành trình của văn bản", "The document's timeline"),
     "timeline_caption": ("Hành trình theo từng nơi nhận", "Timeline, one lane per party"),
     "event": ("Sự kiện", "Event"),

@@ -23,7 +23,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vdx.registry import nodes as registry
@@ -180,7 +180,10 @@ def authenticate(session: Session, name: str, password: str,
         _matches(_nobody_hash(), password)
         return Login(None, row.locked_until if row is not None else None)
     if not _matches(row.password_hash, password):
-        row.failed_logins += 1
+        # Counted in SQL: concurrent failures (several workers on PostgreSQL) all count.
+        session.execute(update(ConsoleUserRow).where(ConsoleUserRow.id == row.id)
+                        .values(failed_logins=ConsoleUserRow.failed_logins + 1))
+        session.refresh(row)
         if row.failed_logins >= MAX_FAILURES:
             row.locked_until = now + lock_time(row.failed_logins)
             registry.log_action(session, f"console:{name}", "console_locked",
@@ -199,7 +202,8 @@ def lock_time(failures: int) -> timedelta:
     """How long the ``failures``-th failure in a row locks an account."""
     if failures < MAX_FAILURES:
         return timedelta(0)
-    return min(FIRST_LOCK * 2 ** (failures - MAX_FAILURES), LONGEST_LOCK)
+    doublings = min(failures - MAX_FAILURES, 32)  # past the longest lock: no overflow
+    return min(FIRST_LOCK * 2 ** doublings, LONGEST_LOCK)
 
 
 # ------------------------------------------------------------------- internals

@@ -79,7 +79,7 @@ async def login(request: Request) -> Response:
     console = console_of(request)
 
     def attempt() -> users.Login:
-        with console.session() as session:
+        with console.signing_in(name[:64]), console.session() as session:
             return users.authenticate(session, name[:64], password[:1024])
 
     outcome = await run_in_threadpool(attempt)
@@ -149,9 +149,12 @@ def _day_param(value: str | None, what: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise Refused(400, "bad_filter", what=f"{what}={value[:40]!r}") from None
+        day = None
+    if day is None or not 2000 <= day.year <= 2999:
+        raise Refused(400, "bad_filter", what=f"{what}={value[:40]!r}")
+    return day
 
 
 def _search_filters(request: Request) -> dict[str, Any]:
@@ -170,7 +173,9 @@ def _search_filters(request: Request) -> dict[str, Any]:
 
 def _page(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return max(int(raw), 1) if raw.isdigit() else 1
+    if not (raw.isdecimal() and raw.isascii() and len(raw) <= 6):
+        raise Refused(400, "bad_filter", what=f"page={raw[:40]!r}")
+    return max(int(raw), 1)
 
 
 async def documents(request: Request) -> Response:
@@ -381,12 +386,16 @@ async def change_agency(request: Request) -> Response:
     if action not in ("suspend", "resume"):
         raise Refused(404, "not_found")
     if not user.is_admin:
-        def deny() -> None:
+        def deny() -> bool:
             with console.session() as session:
-                registry.log_action(session, actor_of(user), "denied", code[:64],
+                if registry.find_node(session, code) is None:
+                    return False  # no entry about a target that is no node
+                registry.log_action(session, actor_of(user), "denied", code,
                                     after={"action": action, "role": user.role})
+                return True
 
-        await run_in_threadpool(deny)
+        if not await run_in_threadpool(deny):
+            raise Refused(404, "no_record", what=code[:64])
         raise Refused(403, "forbidden")
     admin = console.admin_as(user)
     try:
@@ -430,9 +439,14 @@ async def verify_ledger(request: Request) -> Response:
         certificate = console.admin.hub_certificate()
         if certificate is None:
             raise Refused(503, "failed", what="no hub certificate; run `vdx init`")
-        with console.session() as session:
-            report, _check = reports.verify_and_record(
-                session, make_hash_verifier(certificate), actor=actor_of(user))
+        if not console.verifying.acquire(blocking=False):
+            raise Refused(409, "verify_busy")
+        try:
+            with console.session() as session:
+                report, _check = reports.verify_and_record(
+                    session, make_hash_verifier(certificate), actor=actor_of(user))
+        finally:
+            console.verifying.release()
         with console.session() as session:
             return report, reports.ledger_checks(session), reports.ledger_position(session)
 
