@@ -19,10 +19,10 @@ The gateway host needs the same key as the host where systems are added: copy th
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from vdx import keyfile
 from vdx.errors import GatewayError
 from vdx.xmldsig import pki
 
@@ -60,19 +60,10 @@ def load_key(pki_dir: Path | None = None) -> GatewayKey | None:
         return GatewayKey(env, "VDX_GATEWAY_KEY")
     path = key_file(pki_dir)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GatewayError("gateway.bad_key", f"cannot read the gateway's key {path}: "
-                                              f"{getattr(exc, 'strerror', None) or exc}") from exc
-    if mode & 0o077:
-        raise GatewayError("gateway.bad_key", f"{path} is readable by others (mode "
-                                              f"{mode & 0o777:o}); run `chmod 600 {path}`")
-    if len(text) < 32:
-        raise GatewayError("gateway.bad_key", f"{path} holds no key (32 characters or more)")
-    return GatewayKey(text, str(path))
+        text = keyfile.read_key(path, "the gateway's key")
+    except keyfile.KeyFileError as exc:
+        raise GatewayError("gateway.bad_key", str(exc)) from exc
+    return None if text is None else GatewayKey(text, str(path))
 
 
 def ensure_key(pki_dir: Path | None = None) -> GatewayKey:
@@ -83,22 +74,14 @@ def ensure_key(pki_dir: Path | None = None) -> GatewayKey:
     if found is not None:
         return found
     path = key_file(pki_dir)
-    key = secrets.token_urlsafe(32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # created meanwhile by another command
-        found = load_key(pki_dir)
-        assert found is not None
-        return found
-    except OSError as exc:
+        key, created = keyfile.create_key(path, "the key that encrypts gateway systems' "
+                                                "secrets")
+    except keyfile.KeyFileError as exc:
         raise GatewayError("gateway.bad_key",
-                           f"cannot create the key that encrypts gateway systems' secrets at "
-                           f"{path}: {exc.strerror}; set VDX_GATEWAY_KEY_FILE to a writable "
-                           f"place (or VDX_PKI_DIR), then run the command again") from exc
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
-    return GatewayKey(key, str(path), created=True)
+                           f"{exc}; set VDX_GATEWAY_KEY_FILE to a writable place (or "
+                           f"VDX_PKI_DIR), then run the command again") from exc
+    return GatewayKey(key, str(path), created=created)
 
 
 def require_key(pki_dir: Path | None = None) -> str:

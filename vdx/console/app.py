@@ -15,7 +15,8 @@ What every request goes through, outermost first:
 
 A session holds the user's name, a stamp of their account (a new password or role ends
 it) and the CSRF token. Being a signed cookie, a copy taken before sign-out stays valid
-until it expires; `vdx console reset-password` ends every session of an account at once. The views are thin: they call the query functions the CLI uses
+until it expires; `vdx console reset-password` ends every session of an account at once.
+The views are thin: they call the query functions the CLI uses
 (:mod:`vdx.hub.audit`, :mod:`vdx.hub.reports`, :mod:`vdx.registry.nodes`) in Starlette's
 thread pool and render Jinja2 templates (autoescaped) from ``templates/``.
 """

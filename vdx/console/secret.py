@@ -14,9 +14,9 @@ need the same key.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
+from vdx import keyfile
 from vdx.xmldsig import pki
 
 KEY_FILE_NAME = "console-sessions.key"
@@ -36,24 +36,13 @@ def load_key(pki_dir: Path) -> str | None:
     """The key, or ``None`` when none is configured yet; a key file others may read, or
     that holds too short a key, is refused."""
     if env := os.environ.get("VDX_CONSOLE_KEY"):
-        if len(env) < 32:
+        if len(env) < keyfile.MIN_LENGTH:
             raise SessionKeyError("VDX_CONSOLE_KEY is shorter than 32 characters")
         return env
-    path = key_file(pki_dir)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SessionKeyError(f"cannot read the console's session key {path}: "
-                        f"{getattr(exc, 'strerror', None) or exc}") from exc
-    if mode & 0o077:
-        raise SessionKeyError(f"{path} is readable by others (mode {mode & 0o777:o}); run "
-                        f"`chmod 600 {path}`")
-    if len(text) < 32:
-        raise SessionKeyError(f"{path} holds no key (32 characters or more)")
-    return text
+        return keyfile.read_key(key_file(pki_dir), "the console's session key")
+    except keyfile.KeyFileError as exc:
+        raise SessionKeyError(str(exc)) from exc
 
 
 def ensure_key(pki_dir: Path) -> str:
@@ -61,17 +50,8 @@ def ensure_key(pki_dir: Path) -> str:
     found = load_key(pki_dir)
     if found is not None:
         return found
-    path = key_file(pki_dir)
-    key = secrets.token_urlsafe(32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # created meanwhile by another process
-        return load_key(pki_dir) or key
-    except OSError as exc:
-        raise SessionKeyError(f"cannot create the console's session key at {path}: "
-                        f"{exc.strerror}; set VDX_CONSOLE_KEY_FILE to a writable place"
-                        ) from exc
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
+        key, _created = keyfile.create_key(key_file(pki_dir), "the console's session key")
+    except keyfile.KeyFileError as exc:
+        raise SessionKeyError(f"{exc}; set VDX_CONSOLE_KEY_FILE to a writable place") from exc
     return key
