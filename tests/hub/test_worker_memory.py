@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from hashlib import sha256 as sha256_of
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.hub import Agency
@@ -47,12 +49,21 @@ class Site:
     def agency(self, prefix: str) -> Agency:
         return self.agencies[prefix]
 
-    def serve(self, timeout: float = 30.0) -> HubWorker:
-        """Run a worker until nothing is left to do, then stop it (as SIGTERM does)."""
-        worker = HubWorker(WorkerConfig(hub_id="test-hub", amqp_url="amqp://unused"),
-                           store.session_factory(self.engine), self.services,
+    def serve(self, timeout: float = 30.0, *, sessions: sessionmaker | None = None,
+              at_idle: Callable[[], None] | None = None, **config) -> HubWorker:
+        """Run a worker until nothing is left to do, then stop it (as SIGTERM does);
+        ``at_idle`` runs first, when the broker turns idle. ``config``: the worker's
+        settings beyond the defaults."""
+        worker = HubWorker(WorkerConfig(hub_id="test-hub", amqp_url="amqp://unused", **config),
+                           sessions or store.session_factory(self.engine), self.services,
                            channel=self.broker.connect)
-        self.broker.on_idle = worker.request_stop
+
+        def idle() -> None:
+            if at_idle is not None:
+                at_idle()
+            worker.request_stop()
+
+        self.broker.on_idle = idle
         thread = threading.Thread(target=worker.run_forever, daemon=True)
         thread.start()
         thread.join(timeout)
@@ -66,6 +77,11 @@ class Site:
         return [(r.kind, r.error_code) for r in (
             parse_receipt(m.body) for m in self.broker.received(code) if m.type == "vdx.receipt")]
 
+    def packages_ids(self, code: str) -> list[str]:
+        """The delivery ids of what node ``code`` received (packages only)."""
+        return [m.message_id for m in self.broker.received(code)
+                if m.type.startswith("edxml.")]
+
     def packages(self, code: str) -> list[bytes]:
         return [m.body for m in self.broker.received(code) if m.type.startswith("edxml.")]
 
@@ -77,6 +93,20 @@ class Site:
         with Session(self.engine) as session:
             return session.scalar(select(func.count()).select_from(journal.OutboxRow)
                                   .where(journal.OutboxRow.published_at.is_(None)))
+
+    def delivered_receipts(self) -> Counter[str]:
+        """How many ``delivered`` receipts each delivery got (recorded rows)."""
+        with Session(self.engine) as session:
+            return Counter(session.scalars(select(journal.ReceiptRow.delivery_id).where(
+                journal.ReceiptRow.kind == "delivered")))
+
+    def receipts_in_ledger_order(self) -> list[tuple[str, str]]:
+        """(kind, document id) of every receipt, in the ledger's order."""
+        with Session(self.engine) as session:
+            return [(kind, document_id) for kind, document_id in session.execute(
+                select(journal.ReceiptRow.kind, journal.ReceiptRow.document_id)
+                .join(journal.LedgerRow, journal.LedgerRow.receipt_id == journal.ReceiptRow.id)
+                .order_by(journal.LedgerRow.seq))]
 
     def ledger_intact(self) -> bool:
         verify = make_hash_verifier(pki.load_certificate(pki.CaDir(self.pki_path).hub_cert))
@@ -249,3 +279,116 @@ def test_a_poison_message_is_dead_lettered_with_a_rejected_receipt(site, monkeyp
     assert [m.body for m in site.broker.dead] == [poison]
     # in its batch, alone to find the culprit, then POISON_AFTER times alone
     assert attempts["poison"] == 2 + POISON_AFTER
+
+
+# ---------------------------------------------------------------- one commit per batch
+
+
+def accepted_before_delivered(order: list[tuple[str, str]]) -> bool:
+    """Every document's ``delivered`` receipts come after its ``accepted`` one."""
+    accepted = set()
+    for kind, document_id in order:
+        if kind == "accepted":
+            accepted.add(document_id)
+        elif kind == "delivered" and document_id not in accepted:
+            return False
+    return True
+
+
+def test_a_steady_stream_costs_one_commit_per_batch(site, monkeypatch):
+    """Each batch's transaction records the confirms of the one before: only the last
+    batch's (and those of the receipts they publish) get transactions of their own."""
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    sessions = store.session_factory(site.engine)
+    commits = []
+    event.listen(sessions, "after_commit", lambda _session: commits.append(1))
+    batches = []
+    real_plan = HubWorker._plan
+
+    def counting_plan(worker, batch, *args):
+        batches.append(len(batch))
+        return real_plan(worker, batch, *args)
+
+    monkeypatch.setattr(HubWorker, "_plan", counting_plan)
+    bodies = [g22.document(h41.code) for _ in range(60)]
+    for body in bodies:
+        site.broker.submit(body, user_id=g22.code)
+    site.serve(sessions=sessions, batch_max=10)
+    assert sum(batches) == 60 and len(batches) >= 6
+    assert len(commits) <= len(batches) + 2  # was two per batch
+    assert site.packages(h41.code) == bodies
+    assert Counter(site.receipts(g22.code)) == {("accepted", None): 60, ("delivered", None): 60}
+    assert set(site.delivered_receipts().values()) == {1}
+    assert site.unpublished() == 0
+    assert site.ledger_intact()
+    assert accepted_before_delivered(site.receipts_in_ledger_order())
+
+
+def test_an_idle_worker_records_its_confirms_without_waiting_for_a_batch(site):
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    sessions = store.session_factory(site.engine)
+    commits = []
+    event.listen(sessions, "after_commit", lambda _session: commits.append(1))
+    at_idle = {}
+
+    def look():  # before the worker is asked to stop (draining would record them too)
+        at_idle.update(receipts=site.receipts(g22.code), unpublished=site.unpublished(),
+                       commits=len(commits))
+
+    site.broker.submit(g22.document(h41.code), user_id=g22.code)
+    site.serve(sessions=sessions, at_idle=look)
+    assert at_idle == {"receipts": [("accepted", None), ("delivered", None)],
+                       "unpublished": 0,
+                       "commits": 3}  # the batch, its confirms, the receipt's confirm
+    assert site.delivered_receipts() == {site.packages_ids(h41.code)[0]: 1}
+    assert site.ledger_intact()
+
+
+@pytest.mark.parametrize("failure", ["conflict", "database", "crash"])
+def test_confirms_carried_by_a_failed_batch_are_recorded_once(site, monkeypatch, failure):
+    """Package A is journalled and confirmed; B1 and B2 come right after and their batch
+    carries A's confirm, then fails once: on a conflict (each retried alone), a database
+    error (the channel closed, the batch redelivered) or a crash (the culprit sought).
+    A's confirm is still recorded, once, and the ledger holds together."""
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    first, *then = [g22.document(h41.code) for _ in range(3)]
+    carried_in = []  # the sessions that recorded confirms
+    failed_in = []
+    real_claim, real_insert = journal.claim_confirmations, journal.insert_rows
+
+    def claiming(session, delivery_ids, when):
+        if delivery_ids:
+            carried_in.append(session)
+        return real_claim(session, delivery_ids, when)
+
+    def failing_once(session, model, rows):
+        if (model is journal.InboundRow and not failed_in
+                and any(row["sha256"] != sha256_of(first).hexdigest() for row in rows)):
+            failed_in.append(session)
+            raise {"conflict": IntegrityError("INSERT", {}, Exception("UNIQUE failed")),
+                   "database": OperationalError("INSERT", {}, Exception("disk I/O error")),
+                   "crash": RuntimeError("a bug")}[failure]
+        return real_insert(session, model, rows)
+
+    def submit_then(message):
+        if message.body == first:
+            for body in then:
+                site.broker.submit(body, user_id=g22.code)
+
+    monkeypatch.setattr(journal, "claim_confirmations", claiming)
+    monkeypatch.setattr(journal, "insert_rows", failing_once)
+    site.broker.on_ack = submit_then
+    site.broker.submit(first, user_id=g22.code)
+    site.serve()
+    assert failed_in and failed_in[0] is carried_in[0]  # B's batch carried A's confirm
+    assert len(carried_in) >= 2  # and it was recorded again, apart
+    assert sorted(site.packages(h41.code)) == sorted([first, *then])
+    assert site.delivered_receipts() == dict.fromkeys(site.packages_ids(h41.code), 1)
+    ids = {kind: set() for kind in ("accepted", "delivered")}
+    for m in site.broker.received(g22.code):
+        receipt = parse_receipt(m.body)
+        ids[receipt.kind].add(receipt.receipt_id)
+    assert {kind: len(found) for kind, found in ids.items()} == {"accepted": 3, "delivered": 3}
+    assert site.unpublished() == 0
+    assert site.ledger_intact()
+    assert accepted_before_delivered(site.receipts_in_ledger_order())

@@ -122,6 +122,16 @@ class Plan:
     ledger: list[dict] = field(default_factory=list)
     outbox: list[tuple[dict, Outgoing, Delivery | None]] = field(default_factory=list)
 
+    def then(self, later: Plan) -> Plan:
+        """This plan's rows and messages followed by ``later``'s, for one transaction:
+        receipts, ledger entries and outbox rows keep that order."""
+        return Plan(dedup_keys={**self.dedup_keys, **later.dedup_keys},
+                    inbound=self.inbound + later.inbound,
+                    documents=self.documents + later.documents,
+                    receipts=self.receipts + later.receipts,
+                    ledger=self.ledger + later.ledger,
+                    outbox=self.outbox + later.outbox)
+
 
 @dataclass(frozen=True)
 class Planner:

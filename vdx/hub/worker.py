@@ -21,7 +21,13 @@ unit tests) and runs this loop on its I/O thread:
    receipt, outbox row and ledger entry, a few multi-row INSERTs (:meth:`HubWorker._write`);
 4. only then are the messages acknowledged, and the outbox rows published with
    pipelined confirms (built from the values in hand, not read back);
-5. confirmed deliveries get their ``delivered`` receipt in the next transaction.
+5. what the broker confirmed is recorded in the next batch's transaction, before its
+   rows: the outbox rows marked published, the deliveries claimed, and each claimed
+   delivery's ``delivered`` receipt (signed before the transaction) with its ledger
+   entry, so a steady stream costs one commit per batch. Confirmations get a
+   transaction of their own only when no batch comes within ``batch_wait``, on
+   draining, or when the batch carrying them fails (before it is retried or given
+   back to the broker).
 
 A crash anywhere loses nothing: before the commit the broker redelivers the messages;
 after it, the outbox is published again on restart (the same delivery id, so adapters
@@ -172,6 +178,15 @@ class _Published:
     outbox_id: int
     delivery: Delivery | None
     message_id: str
+
+
+@dataclass(frozen=True)
+class _Confirmations:
+    """Publications the broker confirmed, for the next transaction: their outbox rows,
+    and the signed ``delivered`` receipt of each delivery among them."""
+
+    outbox_ids: list[int]
+    delivered: dict[str, tuple[Receipt, bytes]]  # delivery id -> receipt, signed
 
 
 class HubWorker:
@@ -432,18 +447,20 @@ class HubWorker:
     def _journal(self, batch: list[Incoming], attempt: int = 0, retry: bool = True,
                  refused: dict[tuple[int, int], VdxError] | None = None) -> None:
         """Charge the senders' limits, decide on ``batch`` and sign its receipts (no
-        writes), record it in ONE short transaction, then ack, then publish."""
+        writes), record it with the confirmations waiting in ONE short transaction, then
+        ack, then publish."""
         if not self._channel.is_open:
             return  # closed after a database error: the broker redelivers these
         started = time.perf_counter()
         poisoned = attempt > POISON_AFTER
+        carried = self._take_confirmations()
         try:
             if refused is None:
                 refused = {} if poisoned else self._limit(batch)
             plan = self._plan(batch, poisoned, refused)
-            with self._writer, self.sessions.begin() as session:
-                published = self._write(session, plan)
+            published = self._commit(plan, carried)
         except IntegrityError:
+            self._record_apart(carried)
             # Another worker recorded the same document (or the first ledger head) between
             # our check and our insert: one message at a time, the check now sees it.
             if retry:
@@ -455,11 +472,13 @@ class HubWorker:
             self._channel.nack(batch[0].tag, requeue=True, lane=batch[0].lane)
             return
         except SQLAlchemyError as exc:
+            self._record_apart(carried)
             log.error("database error; closing to get the batch redelivered",
                       extra={"event": "db_error", "error": type(exc).__name__})
             self._channel.close()
             return
         except Exception:
+            self._record_apart(carried)
             if len(batch) > 1:  # find the culprit: the others must not pay for it
                 for message in batch:
                     self._journal([message], attempt, refused=refused)
@@ -476,6 +495,8 @@ class HubWorker:
                 self._channel.ack(message.tag, lane=message.lane)
         self._publish_all(published)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        if carried is not None:
+            metrics.PENDING.set(self._channel.unconfirmed)
 
     def _count_attempt(self, message: Incoming) -> int:
         try:
@@ -541,6 +562,15 @@ class HubWorker:
         return self._accounts.get(user) == node or directory.may_publish_for(user, node)
 
     # ------------------------------------------------------------------ journaling
+
+    def _commit(self, plan: Plan, carried: _Confirmations | None = None,
+                ) -> list[tuple[_Published, Outgoing]]:
+        """Write ``plan`` in ONE transaction, after recording the confirmations it
+        ``carried`` (their receipts and ledger entries first); return the publications."""
+        with self._writer, self.sessions.begin() as session:
+            if carried is not None:
+                plan = self._record_confirmations(session, carried).then(plan)
+            return self._write(session, plan)
 
     def _write(self, session: Session, plan: Plan) -> list[tuple[_Published, Outgoing]]:
         """Insert ``plan`` (a few multi-row INSERTs, the ledger last so its lock is held
@@ -623,43 +653,76 @@ class HubWorker:
         self._confirmed.extend(routed)  # type: ignore[arg-type]
         if self._confirm_timer is None:
             self._confirm_timer = self._channel.call_later(self.config.batch_wait,
-                                                           self._flush_confirmed)
+                                                           self._confirms_due)
 
     def _on_returned(self, message_id: object) -> None:
         metrics.RETURNED.inc()
         self._returned.add(message_id)
 
+    # ------------------------------------------------------------------ confirming
+
+    def _confirms_due(self) -> None:
+        """``batch_wait`` after a confirm: record the confirmations on their own, unless
+        a batch is about to carry them (then look again after another ``batch_wait``)."""
+        self._confirm_timer = None
+        if self._flush_timer is not None:
+            self._confirm_timer = self._channel.call_later(self.config.batch_wait,
+                                                           self._confirms_due)
+            return
+        self._flush_confirmed()
+
     def _flush_confirmed(self) -> None:
-        """Record what the broker confirmed; answer each delivery with its signed
-        ``delivered`` receipt (signed before the transaction; a relayed copy whose
-        delivery was confirmed before gets none)."""
+        """Record what the broker confirmed in a transaction of its own (idle, draining)."""
+        confirmations = self._take_confirmations()
+        if confirmations is not None:
+            self._commit_confirmations(confirmations)
+
+    def _record_apart(self, carried: _Confirmations | None) -> None:
+        """The batch carrying ``carried`` failed: record them in their own transaction
+        before the batch is retried or given back."""
+        if carried is not None:
+            self._commit_confirmations(carried)
+
+    def _take_confirmations(self) -> _Confirmations | None:
+        """What the broker confirmed since the last transaction (None if nothing), each
+        delivery's ``delivered`` receipt signed: before the transaction, to keep it
+        short (a relayed copy's receipt, dropped at the claim, is signed for nothing)."""
         if self._confirm_timer is not None:
             self._channel.remove_timeout(self._confirm_timer)
             self._confirm_timer = None
         confirmed, self._confirmed = self._confirmed, []
         if not confirmed:
-            return
-        signed = {}  # before the claim, to keep the transaction short: a relayed copy's
-        for p in confirmed:  # receipt (claimed before, so dropped) is signed for nothing
+            return None
+        signed = {}
+        for p in confirmed:
             if (d := p.delivery) is not None:
                 receipt = Receipt.delivered(self.config.hub_id, d.sender, d.document_id,
                                             d.recipient, d.delivery_id, d.sha256,
                                             status_code=d.status_code)
                 signed[d.delivery_id] = (receipt, self.services.make_receipt(receipt))
+        return _Confirmations([p.outbox_id for p in confirmed], signed)
+
+    def _record_confirmations(self, session: Session, confirmations: _Confirmations) -> Plan:
+        """Mark the confirmed outbox rows published and claim their deliveries; return
+        the plan of the ``delivered`` receipts of the deliveries this call claimed (a
+        relayed copy of one confirmed before gets none)."""
         now = utcnow()
+        journal.mark_published(session, confirmations.outbox_ids, now)
+        claimed = journal.claim_confirmations(session, list(confirmations.delivered), now)
+        plan = Plan()
+        for delivery_id, (receipt, body) in confirmations.delivered.items():
+            if delivery_id in claimed:
+                self._planner.plan_receipt(plan, receipt, body)
+        return plan
+
+    def _commit_confirmations(self, confirmations: _Confirmations) -> None:
+        """Record ``confirmations`` in a transaction of their own, then publish the
+        ``delivered`` receipts."""
         try:
-            with self._writer, self.sessions.begin() as session:
-                journal.mark_published(session, [p.outbox_id for p in confirmed], now)
-                claimed = journal.claim_confirmations(session, list(signed), now)
-                plan = Plan()
-                for delivery_id, (receipt, body) in signed.items():
-                    if delivery_id in claimed:
-                        self._planner.plan_receipt(plan, receipt, body)
-                published = self._write(session, plan)
+            published = self._commit(Plan(), confirmations)
         except SQLAlchemyError:
             log.exception("database error while recording confirms; closing")
             self._channel.close()
             return
         self._publish_all(published)
         metrics.PENDING.set(self._channel.unconfirmed)
-
