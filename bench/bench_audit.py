@@ -40,34 +40,22 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
-from tests.support.hub import Agency  # noqa: E402
-from tests.support.registry import TestPki, database, pem, unique_code  # noqa: E402
+from tests.support.hub import register_offline  # noqa: E402
+from tests.support.registry import TestPki, database  # noqa: E402
 from vdx import store  # noqa: E402
 from vdx.broker.memory import MemoryBroker  # noqa: E402
-from vdx.broker.provision import BrokerSettings  # noqa: E402
 from vdx.core.ledger import LedgerHead, audit_chain, make_hash_verifier  # noqa: E402
 from vdx.hub import audit, journal  # noqa: E402
 from vdx.hub.supervisor import load_services  # noqa: E402
 from vdx.hub.worker import HubWorker, WorkerConfig  # noqa: E402
-from vdx.registry import nodes as registry  # noqa: E402
-from vdx.registry.admin import HubConfig  # noqa: E402
 from vdx.xmldsig import pki  # noqa: E402
-from vdx.xmldsig.sign import Signer  # noqa: E402
 
 
 def build_ledger(engine, test_pki: TestPki, entries: int) -> int:
     """Fill ``engine``'s journal through the real worker until it holds ``entries``
     ledger entries or more; how many it holds."""
-    agencies = {}
-    with sessionmaker(engine).begin() as session:
-        for prefix in ("G22", "H41"):
-            code = unique_code(prefix)
-            key, cert = test_pki.issue_with_key(code)
-            registry.register_node(session, code, f"Cơ quan {prefix}", pem(cert),
-                                   check=test_pki.check(), actor="bench")
-            agencies[prefix] = Agency(code, Signer(key, cert), "amqp://unused")
-    config = HubConfig(str(engine.url), BrokerSettings("http://unused", "guest", "guest"),
-                       test_pki.path, test_pki.path, "bench")
+    agencies, config = register_offline(engine, test_pki, ("G22", "H41"),
+                                                actor="bench")
     g22, h41 = agencies["G22"], agencies["H41"]
     broker = MemoryBroker(bound=[g22.code, h41.code])
     for _ in range((entries + 1) // 2):  # accepted + delivered per document

@@ -41,19 +41,16 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
-from tests.support.hub import Agency  # noqa: E402
-from tests.support.registry import TestPki, database, pem, unique_code  # noqa: E402
+from tests.support.hub import register_offline  # noqa: E402
+from tests.support.registry import TestPki, database  # noqa: E402
 from vdx import store  # noqa: E402
 from vdx.broker.memory import MemoryBroker  # noqa: E402
-from vdx.broker.provision import BrokerSettings  # noqa: E402
 from vdx.hub import journal  # noqa: E402
 from vdx.hub import worker as hub_worker  # noqa: E402
 from vdx.hub.supervisor import load_services  # noqa: E402
 from vdx.hub.worker import HubWorker, WorkerConfig  # noqa: E402
-from vdx.registry import nodes as registry  # noqa: E402
 from vdx.registry.admin import HubConfig  # noqa: E402
 from vdx.xmldsig import pki  # noqa: E402
-from vdx.xmldsig.sign import Signer  # noqa: E402
 
 SENDERS = ("G22", "H41", "H49")
 RECIPIENTS = ("K10", "K11", "K12")
@@ -63,16 +60,7 @@ PASSWORD = "bench-console-password"  # a throwaway account in a throwaway databa
 def build(engine, test_pki: TestPki, documents: int, say) -> HubConfig:
     """Register the agencies and put ``documents`` packages through the real worker,
     its clock spread over the last 30 days."""
-    agencies: dict[str, Agency] = {}
-    with sessionmaker(engine).begin() as session:
-        for prefix in SENDERS + RECIPIENTS:
-            code = unique_code(prefix)
-            key, cert = test_pki.issue_with_key(code)
-            registry.register_node(session, code, f"Cơ quan {prefix}", pem(cert),
-                                   check=test_pki.check(), actor="bench")
-            agencies[prefix] = Agency(code, Signer(key, cert), "amqp://unused")
-    config = HubConfig(str(engine.url), BrokerSettings("http://unused", "guest", "guest"),
-                       test_pki.path, test_pki.path, "bench")
+    agencies, config = register_offline(engine, test_pki, SENDERS + RECIPIENTS, actor="bench")
     broker = MemoryBroker(bound=[a.code for a in agencies.values()])
     started = time.monotonic()
     for i in range(documents):

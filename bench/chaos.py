@@ -232,12 +232,13 @@ def send_documents(client: NodeClient, agency, recipients: list[str], count: int
         with tally.lock:
             tally.sent[submission.sha256] = (agency.code, document_id, to)
         time.sleep(max(0.0, start + (i + 1) * interval - time.monotonic()))
-    while True:  # every message the broker's, whatever failed over meanwhile
+    for _ in range(10):  # every message the broker's, whatever failed over meanwhile
         try:
             client.flush(timeout=60)
             return
         except Exception as exc:  # noqa: BLE001 - unconfirmed: the link publishes again
             say(f"{agency.code}: waiting for confirms ({exc})"[:200])
+    say(f"{agency.code}: still unconfirmed after 10 minutes; counted as lost if unanswered")
 
 
 def collect_receipts(client: NodeClient, tally: Tally) -> None:

@@ -266,6 +266,9 @@ class VdxError(Exception):
     """Root of every error the hub raises on purpose; ``code`` is in :data:`CATALOGUE`."""
 
     family = ""
+    # The DocumentId of the package refused, when it was read before the refusal (set by
+    # the hub's pipeline, so that the ``rejected`` receipt can name it).
+    document_id: str | None = None
 
     def __init__(
         self, code: str, message: str | None = None, *, line: int | None = None,

@@ -19,22 +19,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import sessionmaker
 from vdx_cli.cli import main
 
 from tests.conftest import require_service
-from tests.support.hub import Agency
-from tests.support.registry import TestPki, database, pem, unique_code
+from tests.support.hub import register_offline
+from tests.support.registry import TestPki, database
 from vdx import store
 from vdx.broker.memory import MemoryBroker
-from vdx.broker.provision import BrokerSettings
 from vdx.core.ledger import make_hash_signer, make_hash_verifier
 from vdx.core.ledger_head import HeadRecord, file_name
 from vdx.hub import audit, journal
 from vdx.hub.supervisor import load_services
 from vdx.hub.worker import HubWorker, WorkerConfig
-from vdx.registry import nodes as registry
-from vdx.registry.admin import HubConfig
 from vdx.xmldsig import pki
 from vdx.xmldsig.sign import Signer
 
@@ -55,16 +51,8 @@ def exchange(tmp_path_factory):
     test_pki = TestPki.create(tmp / "pki")
     pki.issue_hub(test_pki.path, ec_key=True)
     with database("sqlite", tmp) as engine:
-        agencies = {}
-        with sessionmaker(engine).begin() as session:
-            for prefix in ("G22", "H41"):
-                code = unique_code(prefix)
-                key, cert = test_pki.issue_with_key(code)
-                registry.register_node(session, code, f"Cơ quan {prefix}", pem(cert),
-                                       check=test_pki.check(), actor="test")
-                agencies[prefix] = Agency(code, Signer(key, cert), "amqp://unused")
-        config = HubConfig(str(engine.url), BrokerSettings("http://unused", "guest", "guest"),
-                           test_pki.path, test_pki.path, "test")
+        agencies, config = register_offline(engine, test_pki, ("G22", "H41"),
+                                                    actor="test")
         broker = MemoryBroker(bound=[a.code for a in agencies.values()])
         g22, h41 = agencies["G22"], agencies["H41"]
         document_id = f"{g22.code},2026/11/22,audit/TEST"

@@ -20,20 +20,16 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.hub import Agency
-from tests.support.registry import TestPki, database, pem, unique_code
+from tests.support.hub import Agency, register_offline
+from tests.support.registry import TestPki, database
 from vdx import store
 from vdx.broker.memory import MemoryBroker
-from vdx.broker.provision import BrokerSettings
 from vdx.core.ledger import make_hash_verifier
 from vdx.core.receipts import parse_receipt
 from vdx.hub import audit, journal
 from vdx.hub.supervisor import load_services
 from vdx.hub.worker import POISON_AFTER, HubServices, HubWorker, WorkerConfig
-from vdx.registry import nodes as registry
-from vdx.registry.admin import HubConfig
 from vdx.xmldsig import pki
-from vdx.xmldsig.sign import Signer
 
 
 @dataclass
@@ -121,16 +117,8 @@ def site(tmp_path):
     test_pki = TestPki.create(tmp_path / "pki")
     pki.issue_hub(test_pki.path, ec_key=True)
     with database("sqlite", tmp_path) as engine:
-        agencies = {}
-        with sessionmaker(engine).begin() as session:
-            for prefix in ("G22", "H41", "H49"):
-                code = unique_code(prefix)
-                key, cert = test_pki.issue_with_key(code)
-                registry.register_node(session, code, f"Cơ quan {prefix}", pem(cert),
-                                       check=test_pki.check(), actor="test")
-                agencies[prefix] = Agency(code, Signer(key, cert), "amqp://unused")
-        config = HubConfig(str(engine.url), BrokerSettings("http://unused", "guest", "guest"),
-                           test_pki.path, test_pki.path, "test")
+        agencies, config = register_offline(engine, test_pki, ("G22", "H41", "H49"),
+                                                    actor="test")
         yield Site(engine, load_services(config), test_pki.path,
                    MemoryBroker(bound=[a.code for a in agencies.values()]), agencies)
 

@@ -211,6 +211,28 @@ class Hub:
             self.worker = None
 
 
+def register_offline(engine: Engine, test_pki: TestPki, prefixes: tuple[str, ...], *,
+                     actor: str = "test") -> tuple[dict[str, Agency], HubConfig]:
+    """Agencies registered straight in ``engine``'s registry (no broker), by prefix, and
+    the hub's configuration for a worker on the in-memory broker."""
+    from sqlalchemy.orm import sessionmaker
+
+    from vdx.broker.provision import BrokerSettings
+    from vdx.registry import nodes as registry
+
+    agencies = {}
+    with sessionmaker(engine).begin() as session:
+        for prefix in prefixes:
+            code = unique_code(prefix)
+            key, cert = test_pki.issue_with_key(code)
+            registry.register_node(session, code, f"Cơ quan {prefix}", pem(cert),
+                                   check=test_pki.check(), actor=actor)
+            agencies[prefix] = Agency(code, Signer(key, cert), "amqp://unused")
+    config = HubConfig(str(engine.url), BrokerSettings("http://unused", "guest", "guest"),
+                       test_pki.path, test_pki.path, actor)
+    return agencies, config
+
+
 @contextmanager
 def running_hub(backend: str, tmp: Path, agencies=("G22", "H41", "H49"),
                 start: bool = True) -> Iterator[Hub]:

@@ -442,12 +442,12 @@ async def verify_ledger(request: Request) -> Response:
         if not console.verifying.acquire(blocking=False):
             raise Refused(409, "verify_busy")
         try:
-            with console.session() as session:
-                report, _check = reports.verify_and_record(
-                    session, make_hash_verifier(certificate), actor=actor_of(user))
+            with console.session() as session:  # as `vdx audit verify` does
+                report = audit.verify_ledger(session, make_hash_verifier(certificate))
         finally:
             console.verifying.release()
         with console.session() as session:
+            reports.record_ledger_check(session, report, actor=actor_of(user))
             return report, reports.ledger_checks(session), reports.ledger_position(session)
 
     report, checks, head = await run_in_threadpool(run)

@@ -95,7 +95,7 @@ class ReceiptRow(Base):
                             "addressee", "recipient"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # indexed with created_at (above)
     addressee: Mapped[str] = mapped_column(String(64), index=True)
     document_id: Mapped[str | None] = mapped_column(String(512), index=True)
     recipient: Mapped[str | None] = mapped_column(String(64))

@@ -95,7 +95,7 @@ def admit(body: bytes, user_id: str | None, *, limits: ParseLimits,
     ``sha256``: the body's hex digest, if the caller has it already.
 
     A refusal of a package parsed far enough to name its DocumentId carries it
-    (:func:`refused_document_id`), so the ``rejected`` receipt can name it too."""
+    (``VdxError.document_id``), so the ``rejected`` receipt can name it too."""
     check_size(body, limits)
     tree = hardened_parse(body, limits)
     try:
@@ -104,15 +104,10 @@ def admit(body: bytes, user_id: str | None, *, limits: ParseLimits,
         package = read_package(signed)
         decided = authorise(package, user_id, directory)
     except VdxError as exc:
-        exc.document_id = claimed_document_id(tree)  # type: ignore[attr-defined]
+        exc.document_id = claimed_document_id(tree)
         raise
     return Admitted(package, decided, sha256 or hashlib.sha256(body).hexdigest(),
                     len(body))
-
-
-def refused_document_id(error: VdxError) -> str | None:
-    """The DocumentId of the package :func:`admit` refused with ``error``, if it was read."""
-    return getattr(error, "document_id", None)
 
 
 _MESSAGE_HEADER = "/".join(f"{{{EDXML_NS}}}{name}"

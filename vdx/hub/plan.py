@@ -187,8 +187,7 @@ class Planner:
                          verify=directory.verify, directory=directory, sha256=digest)
         except VdxError as exc:
             metrics.DOCUMENTS.labels("rejected", exc.code).inc()
-            return Refused(exc, self.addressee(directory, message),
-                           pipeline.refused_document_id(exc))
+            return Refused(exc, self.addressee(directory, message), exc.document_id)
         finally:
             metrics.PIPELINE_SECONDS.observe(time.perf_counter() - started)
 

@@ -19,7 +19,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from vdx.core.ledger import VerifySignature
 from vdx.core.model import VIETNAM_TZ
 from vdx.hub.journal import (
     DeliveryRow,
@@ -362,15 +361,6 @@ def ledger_checks(session: Session, limit: int = 20) -> list[LedgerCheck]:
 def last_ledger_check(session: Session) -> LedgerCheck | None:
     found = ledger_checks(session, 1)
     return found[0] if found else None
-
-
-def verify_and_record(session: Session, verify_sig: VerifySignature, *, actor: str,
-                      expected_heads=()) -> tuple[Any, LedgerCheck]:
-    """:func:`vdx.hub.audit.verify_ledger`, then :func:`record_ledger_check` of its report."""
-    from vdx.hub.audit import verify_ledger
-
-    report = verify_ledger(session, verify_sig, expected_heads=expected_heads)
-    return report, record_ledger_check(session, report, actor=actor)
 
 
 def ledger_position(session: Session) -> tuple[int, str] | None:
