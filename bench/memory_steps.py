@@ -7,7 +7,9 @@ Runs, in a fresh process, what a worker does to one submitted package (the same 
 ``vdx.hub.worker.HubWorker._write``, without the broker): hardened parse, schema,
 signature, reading the package, routing, the planned rows and signed receipts, the
 journal transaction (SQLite file or a PostgreSQL schema), then the AMQP frames pika
-would queue.
+would queue. The allocator is tuned as in a worker (``vdx.malloc.tune``). Not measured
+here: the frames the body arrives in (pika joins them into the body; they are freed and
+given back at once, ``vdx.malloc.trim``).
 For each step it prints the peak resident memory reached during the step and what stays
 resident after it, both over the baseline taken with the package bytes already in memory
 (the worker receives them from pika), in MiB and as a multiple of the package size.
@@ -77,7 +79,7 @@ def child(c: dict) -> int:
     from pika.frame import Body, Header, Method
     from sqlalchemy.orm import sessionmaker
 
-    from vdx import store
+    from vdx import malloc, store
     from vdx.broker.wire import Incoming
     from vdx.core.xmlsafe import ParseLimits
     from vdx.hub import pipeline
@@ -87,6 +89,7 @@ def child(c: dict) -> int:
     from vdx.registry import nodes as registry
     from vdx.registry.admin import HubConfig
 
+    malloc.tune()  # as vdx.hub.supervisor.run_worker does for a worker
     services = load_services(HubConfig.from_env())
     engine = store.make_engine(c["database_url"])
     sessions = sessionmaker(engine)

@@ -32,6 +32,7 @@ import pika
 from pika.adapters.select_connection import IOLoop, SelectConnection
 from pika.spec import Basic, BasicProperties
 
+from vdx import malloc
 from vdx.broker.wire import (
     DEAD_QUEUE,
     DELIVER_EXCHANGE,
@@ -81,6 +82,11 @@ def broker_user(urls: str | Sequence[str]) -> str:
 def vhost_of(url: str) -> str:
     path = urlsplit(url).path
     return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+# Bodies from this size on were received in more frames than the heap gives back by
+# itself (vdx.malloc.trim); vdx.malloc.tune maps blocks this large apart.
+TRIM_AFTER = 4 << 20
 
 
 @dataclass
@@ -339,6 +345,10 @@ class AsyncChannel:
 
     def _delivered(self, queue: str, lane: int, _channel, method: Basic.Deliver,
                    props: BasicProperties, body: bytes) -> None:
+        if len(body) >= TRIM_AFTER:
+            # pika joined the body from its frames and freed them: their pages go back
+            # now, not after the package was parsed and written (vdx.malloc.trim)
+            malloc.trim()
         self._on_message(Incoming(
             tag=method.delivery_tag, body=body, user_id=props.user_id,
             message_id=props.message_id, redelivered=bool(method.redelivered),

@@ -10,16 +10,20 @@ libxml2 canonicalises everything but the text of edXML attachments
 (``ContentTransferEncoded``, up to the size of the package; every other text is bounded
 by ``ParseLimits.max_text``): for a text node libxml2 allocates about twice its size
 before anything reaches Python, and lxml has no C14N output that streams. That text is
-escaped and hashed here in chunks instead, so beyond the tree there is one copy of one
+escaped and hashed here in chunks instead, read where the tree keeps it
+(:class:`_TreeText`), so beyond the tree no copy of an attachment's text is made (one
+chunk of it at a time); where that is not possible, from ``.text``: one copy of one
 attachment's text at a time.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
 import hashlib
 import hmac
 import secrets
+import sys
 from collections.abc import Callable
 
 from lxml import etree
@@ -108,8 +112,9 @@ def _c14n_digest(root: etree._Element, digest_name: str, exclusive: bool,
     (up to the package size; every other text is bounded by ``ParseLimits.max_text``)
     is swapped, while libxml2 runs, for a stand-in that canonicalises to the same tags
     around a random marker (:class:`_Splice`); its text is then escaped and hashed here
-    in chunks in place of the marker: one copy of the text (``.text``) instead of three.
-    The tree is changed while this runs and put back after.
+    in chunks in place of the marker, read from the tree's own buffers
+    (:func:`_hash_element_text`): no copy of the text instead of three. The tree is
+    changed while this runs and put back after.
     """
     hasher = hashlib.new(_DIGEST_HASHES[digest_name])
     splice = _Splice(root)
@@ -122,24 +127,113 @@ def _c14n_digest(root: etree._Element, digest_name: str, exclusive: bool,
     for marker, element in splice.swapped:  # in document order, as C14N wrote them
         at = canonical.index(marker, position)
         hasher.update(view[position:at])
-        _hash_c14n_text(hasher, element.text)
+        _hash_element_text(hasher, element)
         position = at + len(marker)
     hasher.update(view[position:])
     return hasher.digest()
 
 
-_CHUNK = 1 << 20  # characters of an attachment's text escaped and hashed at a time
+_CHUNK = 1 << 20  # characters or bytes of an attachment's text escaped and hashed at a time
+
+
+def _hash_element_text(hasher: hashlib._Hash, element: etree._Element) -> None:
+    """Hash the text of ``element`` (which holds only text: a :class:`_Splice` swapped it)
+    as C14N writes it, from the tree's own buffers when :class:`_TreeText` can read them,
+    else from ``element.text`` (one copy of it)."""
+    pieces = _TreeText.pieces(element)
+    if pieces is None:
+        _hash_c14n_text(hasher, element.text)
+        return
+    for piece in pieces:
+        for start in range(0, len(piece), _CHUNK):
+            _hash_c14n_utf8(hasher, piece[start:start + _CHUNK].tobytes())
 
 
 def _hash_c14n_text(hasher: hashlib._Hash, text: str | None) -> None:
     """Hash ``text`` as C14N writes a text node (& < > and CR escaped), chunk by chunk."""
     text = text or ""
     for start in range(0, len(text), _CHUNK):
-        chunk = text[start:start + _CHUNK]
-        if "&" in chunk or "<" in chunk or ">" in chunk or "\r" in chunk:
-            chunk = (chunk.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                     .replace("\r", "&#xD;"))
-        hasher.update(chunk.encode("utf-8"))
+        _hash_c14n_utf8(hasher, text[start:start + _CHUNK].encode("utf-8"))
+
+
+def _hash_c14n_utf8(hasher: hashlib._Hash, chunk: bytes) -> None:
+    """Hash ``chunk`` (UTF-8 text) as C14N writes it. The four escaped characters are
+    ASCII, which no byte of a multi-byte UTF-8 sequence is: a chunk may end anywhere."""
+    if b"&" in chunk or b"<" in chunk or b">" in chunk or b"\r" in chunk:
+        chunk = (chunk.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
+                 .replace(b"\r", b"&#xD;"))
+    hasher.update(chunk)
+
+
+class _XmlNode(ctypes.Structure):
+    """The head of libxml2's ``xmlNode`` (``libxml/tree.h``, public API), up to
+    ``content``: the same layout in every libxml2 since 2.0."""
+
+    _fields_ = [("private", ctypes.c_void_p), ("type", ctypes.c_int),
+                ("name", ctypes.c_void_p), ("children", ctypes.c_void_p),
+                ("last", ctypes.c_void_p), ("parent", ctypes.c_void_p),
+                ("next", ctypes.c_void_p), ("prev", ctypes.c_void_p),
+                ("doc", ctypes.c_void_p), ("ns", ctypes.c_void_p),
+                ("content", ctypes.c_void_p)]
+
+
+def _c_strlen() -> Callable[[int], int] | None:
+    """The C library's ``strlen`` (the lengths of libxml2's NUL-terminated strings, as
+    lxml measures them), or None where the process's symbols cannot be looked up."""
+    if sys.implementation.name != "cpython":
+        return None  # another object layout: lxml's struct below is CPython's
+    try:
+        strlen = ctypes.CDLL(None).strlen
+    except (OSError, AttributeError, TypeError):
+        return None
+    strlen.argtypes, strlen.restype = [ctypes.c_void_p], ctypes.c_size_t
+    return strlen
+
+
+class _TreeText:
+    """The text of an element that holds only text, as views on the buffers libxml2 keeps
+    it in: lxml reads text only as a ``str`` (``.text``), a copy of the whole attachment.
+
+    lxml's public C API (``lxml/etree.h``) lays an element out as ``struct LxmlElement
+    {PyObject_HEAD; _doc; xmlNode *_c_node; _tag}``. The node found there is used only if
+    it is an element and names that very Python object back (lxml keeps an element's
+    proxy in ``_private``), and its children only if every one is a text or CDATA node:
+    what ``.text`` joins (lxml's ``_collectText``) and C14N writes as text. Anything else
+    (or no ``strlen``): :meth:`pieces` is None, and the caller reads ``.text``.
+
+    The views are valid while the element lives and its text is not changed: the caller
+    holds it and hashes them at once.
+    """
+
+    _ELEMENT_NODE, _TEXT_NODE, _CDATA_NODE = 1, 3, 4
+    _POINTER = ctypes.sizeof(ctypes.c_void_p)
+    _NODE_AT = object.__basicsize__ + _POINTER  # after PyObject_HEAD and _doc
+    _strlen = _c_strlen()
+
+    @classmethod
+    def pieces(cls, element: etree._Element) -> list[memoryview] | None:
+        """Views on the content of each child of ``element``, in order (none for an
+        empty one); None if it cannot be read so (see the class)."""
+        if (cls._strlen is None or not isinstance(element, etree._Element)
+                or type(element).__basicsize__ < cls._NODE_AT + cls._POINTER):
+            return None
+        address = ctypes.c_void_p.from_address(id(element) + cls._NODE_AT).value
+        if not address:
+            return None
+        node = _XmlNode.from_address(address)
+        if node.private != id(element) or node.type != cls._ELEMENT_NODE:
+            return None
+        pieces = []
+        child = node.children
+        while child:
+            node = _XmlNode.from_address(child)
+            if node.type not in (cls._TEXT_NODE, cls._CDATA_NODE) or not node.content:
+                return None
+            size = cls._strlen(node.content)
+            if size:
+                pieces.append(memoryview((ctypes.c_char * size).from_address(node.content)))
+            child = node.next
+        return pieces
 
 
 class _Splice:

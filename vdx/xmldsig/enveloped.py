@@ -13,9 +13,10 @@ reads the ``Reference`` from that signed ``SignedInfo`` only, then compares its
 ``DigestValue`` with the digest of the document without its ``ds:Signature``.
 
 The digest is computed on the tree itself, with its signature detached
-(:mod:`vdx.xmldsig.digest`: attachments are hashed in chunks): beyond the tree there is
-one copy of one attachment's text at a time, plus the copy of the tree that is the
-result unless the caller hands its tree over (``consume=True``). The result holds only
+(:mod:`vdx.xmldsig.digest`: attachments are hashed in chunks, read where the tree keeps
+them): beyond the tree there is one chunk of an attachment's text at a time, plus the
+copy of the tree that is the result unless the caller hands its tree over
+(``consume=True``). The result holds only
 what was signed: the document without its ``ds:Signature``, its comments and the nodes
 outside its root element (the node-set the digest covered).
 
