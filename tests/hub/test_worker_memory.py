@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.support.hub import Agency, register_offline
 from tests.support.registry import TestPki, database
 from vdx import store
-from vdx.broker.memory import MemoryBroker
+from vdx.broker.memory import MemoryBroker, MemoryChannel
+from vdx.core import model
 from vdx.core.ledger import make_hash_verifier
 from vdx.core.receipts import parse_receipt
 from vdx.hub import audit, journal
@@ -380,3 +381,46 @@ def test_confirms_carried_by_a_failed_batch_are_recorded_once(site, monkeypatch,
     assert site.unpublished() == 0
     assert site.ledger_intact()
     assert accepted_before_delivered(site.receipts_in_ledger_order())
+
+
+def test_connections_start_afresh_after_a_large_package_only(site):
+    """A batch of small packages that adds up past ``batch_bytes`` keeps the worker's
+    database connections (a new PostgreSQL backend costs more than a few MiB of driver
+    buffers); one package past it replaces them."""
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    small = [g22.document(h41.code) for _ in range(6)]
+    limit = 3 * max(len(body) for body in small)
+    for body in small:
+        site.broker.submit(body, user_id=g22.code)
+    pool = site.engine.pool
+    site.serve(batch_bytes=limit)
+    assert site.packages(h41.code) == small
+    assert site.engine.pool is pool
+
+    large = g22.document(h41.code, attachments=[model.Attachment(
+        "scan.pdf", "application/pdf", b"%PDF" + bytes(limit))])
+    assert len(large) >= limit
+    site.broker.submit(large, user_id=g22.code)
+    site.serve(batch_bytes=limit)
+    assert site.packages(h41.code)[-1] == large
+    assert site.engine.pool is not pool
+
+
+def test_a_batch_closes_when_the_socket_is_drained_not_on_a_timer(site, monkeypatch):
+    """A lone package is journaled at the loop's next turn: no batch waits on a timer
+    for company that is not coming (p99 at half the maximum rate, issue 14)."""
+    g22, h41 = site.agency("G22"), site.agency("H41")
+    flushes = []
+    real_call_later = MemoryChannel.call_later
+
+    def call_later(channel, delay, fn):
+        if getattr(fn, "__name__", "") == "_flush":
+            flushes.append(delay)
+        return real_call_later(channel, delay, fn)
+
+    monkeypatch.setattr(MemoryChannel, "call_later", call_later)
+    body = g22.document(h41.code)
+    site.broker.submit(body, user_id=g22.code)
+    site.serve()
+    assert site.packages(h41.code) == [body]
+    assert flushes and set(flushes) == {0.0}

@@ -153,11 +153,12 @@ def signing_input(entry_hash: str) -> bytes:
     return bytes.fromhex(entry_hash)
 
 
-def next_entry(prev: LedgerEntry | None, *, kind: str, document_id: str | None = None,
+def next_entry(prev: LedgerEntry | LedgerHead | None, *, kind: str, document_id: str | None = None,
                sender: str | None = None, recipient: str | None = None,
                receipt_id: str | None = None, receipt_sha256: str | None = None,
                created_at: datetime | str | None = None, sign: Sign) -> LedgerEntry:
     """The entry after ``prev`` (``None``: the first), hashed and signed with ``sign``.
+    Only its position and hash are chained, so the locked head is enough.
 
     ``created_at`` defaults to now; a datetime must be aware, a string must already be in
     :func:`~vdx.core.receipts.format_utc` form. ``prev`` is taken as given: the caller holds

@@ -12,11 +12,12 @@ Repository functions take the session; the caller owns the transaction.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    Connection,
     ForeignKey,
     Index,
     Insert,
@@ -25,13 +26,16 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     insert,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from vdx.core.ledger import GENESIS_HASH, LedgerEntry, next_entry
+from vdx.core.ledger import GENESIS_HASH, LedgerEntry, LedgerHead, next_entry
 from vdx.core.routing import KnownDocument
 from vdx.store import Base, WideId
 
@@ -226,14 +230,6 @@ _CLAIM = (update(_DELIVERIES)
           .returning(_DELIVERIES.c.id))
 
 
-@dataclass(frozen=True)
-class LedgerHead:
-    """The ledger head as read (and locked) by :func:`lock_ledger_head`."""
-
-    seq: int
-    entry_hash: str
-
-
 def seen_inbound_keys(session: Session, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` were recorded before: one query per chunk, not one per message."""
     connection = session.connection()
@@ -271,18 +267,9 @@ def lock_ledger_head(session: Session) -> LedgerHead:
 
 
 def append_ledger(session: Session, head: LedgerHead, entries: Iterable[dict],
-                  sign, last: LedgerEntry | None = None) -> list[LedgerEntry]:
-    """Append one entry per dict of fields after ``head`` (locked), and move the head.
-
-    ``last``: the entry the caller wrote last, if it remembers one; when the head still
-    points at it (same seq and hash, read under the lock), it is not read back.
-    """
-    if head.seq == 0:
-        previous: LedgerEntry | None = None
-    elif last is not None and (last.seq, last.entry_hash) == (head.seq, head.entry_hash):
-        previous = last
-    else:
-        previous = _head_entry(session, head)
+                  sign) -> list[LedgerEntry]:
+    """Append one entry per dict of fields after ``head`` (locked), and move the head."""
+    previous: LedgerEntry | LedgerHead | None = None if head.seq == 0 else head
     written = []
     for fields in entries:
         previous = next_entry(previous, sign=sign, **fields)
@@ -307,11 +294,71 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict]) -> No
 
 def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dict],
                          ) -> list[int]:
-    """Like :func:`insert_rows`, returning the generated ``id`` of each row, in order."""
+    """Like :func:`insert_rows`, returning the generated ``id`` of each row, in order.
+
+    PostgreSQL: the ids are taken from the column's sequence first, then the rows are
+    inserted like any others. ``INSERT … RETURNING`` of many rows in their order would
+    be ``INSERT … SELECT … FROM (VALUES …) ORDER BY``: a sort of every row, package
+    bodies included (spilled to disk once they pass ``work_mem``), and a new statement
+    text for every batch size, which the driver cannot prepare. SQLite: documents'
+    large bodies are written in pieces (:func:`_insert_in_pieces`).
+    """
     if not rows:
         return []
-    return list(session.connection().scalars(_insert(model.__table__, returning_id=True),
-                                             list(rows)))
+    connection = session.connection()
+    table = model.__table__
+    if connection.dialect.name == "postgresql":
+        ids = list(connection.scalars(_NEXT_IDS, {"table": table.name, "n": len(rows)}))
+        connection.execute(_insert(table), [row | {"id": id_} for row, id_ in
+                                            zip(rows, ids, strict=True)])
+        return ids
+    if model is DocumentRow and connection.dialect.name == "sqlite" and any(
+            len(row["body"]) >= BODY_IN_PIECES_FROM for row in rows):
+        return _insert_in_pieces(connection, rows)
+    return list(connection.scalars(_insert(table, returning_id=True), list(rows)))
+
+
+_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                 "FROM generate_series(1, :n)")
+
+
+# SQLite: a document's body from this size on is inserted as zeroblob(size), then written
+# through sqlite3's incremental blob I/O a piece at a time, in the same transaction. Bound
+# as a value it was copied twice (sqlite3 binds blobs SQLITE_TRANSIENT; the INSERT builds
+# its record in another buffer): a 20 MiB package was held three times over while it was
+# written (41 MiB besides the body; in pieces, 2 MiB).
+BODY_IN_PIECES_FROM = 1 << 20
+_BODY_PIECE = 1 << 20
+_INSERT_ZEROED_BODY = (insert(_DOCUMENTS)
+                       .values(body=func.zeroblob(bindparam("body_size", type_=Integer)))
+                       .returning(_DOCUMENTS.c.id))
+
+
+def _insert_in_pieces(connection: Connection, rows: Sequence[dict]) -> list[int]:
+    """Insert documents on SQLite in the order of ``rows``, each body of
+    :data:`BODY_IN_PIECES_FROM` bytes or more zeroed, then written in pieces (the others
+    a multi-row INSERT per run of them); return their ids. A failure of the blob I/O
+    raises a ``DBAPIError``, as one of the INSERT would."""
+    ids: list[int] = []
+    error = connection.dialect.loaded_dbapi.Error
+    for large, run in itertools.groupby(rows, lambda r: len(r["body"]) >= BODY_IN_PIECES_FROM):
+        if not large:
+            ids += connection.scalars(_insert(_DOCUMENTS, returning_id=True), list(run))
+            continue
+        for row in run:
+            body = memoryview(row["body"])
+            fields = {key: value for key, value in row.items() if key != "body"}
+            pk = connection.scalar(_INSERT_ZEROED_BODY, fields | {"body_size": len(body)})
+            try:
+                with connection.connection.driver_connection.blobopen(
+                        _DOCUMENTS.name, "body", pk) as blob:
+                    for start in range(0, len(body), _BODY_PIECE):
+                        blob.write(body[start:start + _BODY_PIECE])
+            except error as exc:
+                raise DBAPIError.instance(f"writing documents.body of id {pk}", None, exc,
+                                          error) from exc
+            ids.append(pk)
+    return ids
 
 
 @functools.cache
@@ -319,12 +366,6 @@ def _insert(table: Table, returning_id: bool = False) -> Insert:
     statement = insert(table)
     return (statement.returning(table.c.id, sort_by_parameter_order=True) if returning_id
             else statement)
-
-
-def _head_entry(session: Session, head: LedgerHead) -> LedgerEntry:
-    row = session.get(LedgerRow, head.seq)
-    assert row is not None, "ledger head points at a missing entry"
-    return row_to_entry(row)
 
 
 def row_to_entry(row: LedgerRow) -> LedgerEntry:

@@ -8,9 +8,9 @@ unit tests) and runs this loop on its I/O thread:
    ``node_prefetch`` unacknowledged each; the registry is read again every
    ``discover_every`` seconds, so a node registered since is served without a restart)
    and from the shared ``vdx.hub.submit`` (``prefetch``); they wait per queue, and a
-   batch takes one from each queue in turn (closed after ``batch_wait``, ``batch_max``
-   messages or ``batch_bytes`` of bodies), so a node that floods gets its turn like any
-   other instead of the whole hub;
+   batch takes one from each queue in turn (closed as soon as the loop has read what
+   the socket holds, or at ``batch_max`` messages or ``batch_bytes`` of bodies), so a
+   node that floods gets its turn like any other instead of the whole hub;
    a package beyond its node's limits (:mod:`vdx.hub.limits`) is refused there,
    before any parse or signature check;
 2. each is run through :func:`vdx.hub.pipeline.admit` (size, parse, schema, signature,
@@ -25,7 +25,7 @@ unit tests) and runs this loop on its I/O thread:
    rows: the outbox rows marked published, the deliveries claimed, and each claimed
    delivery's ``delivered`` receipt (signed before the transaction) with its ledger
    entry, so a steady stream costs one commit per batch. Confirmations get a
-   transaction of their own only when no batch comes within ``batch_wait``, on
+   transaction of their own only when no batch comes within ``confirm_wait``, on
    draining, or when the batch carrying them fails (before it is retried or given
    back to the broker).
 
@@ -56,7 +56,6 @@ from vdx.broker import wire
 from vdx.broker.channel import AsyncChannel
 from vdx.broker.link import Backoff
 from vdx.broker.wire import SUBMIT_QUEUE, Incoming, Outgoing, submit_key_node, submit_queue
-from vdx.core.ledger import LedgerEntry
 from vdx.core.receipts import Receipt
 from vdx.core.xmlsafe import ParseLimits
 from vdx.errors import VdxError
@@ -153,7 +152,7 @@ class WorkerConfig:
     discover_every: float = 2.0  # seconds between readings of the registry's nodes
     batch_max: int = 100
     batch_bytes: int = 4 * 1024 * 1024  # a batch closes at this many bytes of packages
-    batch_wait: float = 0.005
+    confirm_wait: float = 0.005  # how long confirmations wait for a batch to carry them
     limits: ParseLimits = field(default_factory=ParseLimits)
 
 
@@ -207,14 +206,12 @@ class HubWorker:
             lane_prefetch=config.node_prefetch)
         self._planner = Planner(config.hub_id, config.limits, services.make_receipt, utcnow)
         self._writer = store.WriterLock(sessions.kw["bind"])
-        self._last_entry: LedgerEntry | None = None  # the last ledger entry this worker wrote
         self._channel: Channel | None = None
         self._waiting: OrderedDict[str, deque[Incoming]] = OrderedDict()  # per queue
         self._waiting_count = 0
         self._waiting_bytes = 0
         self._seen: dict[str, float] = {}  # queue -> when a message last came from it
         self._flush_timer: object | None = None
-        self._flush_delay = 0.0
         self._discover_timer: object | None = None
         self._refused_at: dict[str, float] = {}  # submit queue -> when the broker refused it
         self._accounts: dict[str, str] = {}  # broker user -> node code
@@ -366,35 +363,23 @@ class HubWorker:
         self._seen[message.queue] = time.monotonic()
         self._waiting_count += 1
         self._waiting_bytes += len(message.body)
-        # Never inline: the frames already read are all gathered first, so a node's
-        # lone package that came behind another node's burst is in the next batch.
-        if (self._waiting_count >= self.config.batch_max
-                or self._waiting_bytes >= self.config.batch_bytes):
-            self._flush_soon(0.0)
-        else:
-            self._flush_soon(self.config.batch_wait)
+        self._flush_soon()
 
-    def _flush_soon(self, delay: float) -> None:
-        if self._flush_timer is not None:
-            if delay >= self._flush_delay:
-                return
-            self._channel.remove_timeout(self._flush_timer)
-        self._flush_delay = delay
-        self._flush_timer = self._channel.call_later(delay, self._flush)
+    def _flush_soon(self) -> None:
+        """Close the batch as soon as the loop has read what the socket holds: never
+        inline, so the frames already read are all gathered first (a node's lone package
+        that came behind another node's burst is in the next batch), and never on a
+        timer, so a lone package does not wait for company that is not coming."""
+        if self._flush_timer is None:
+            self._flush_timer = self._channel.call_later(0.0, self._flush)
 
     def _flush(self, again: bool = True) -> None:
         if self._flush_timer is not None:
             self._channel.remove_timeout(self._flush_timer)
             self._flush_timer = None
-        batch = self._take_batch()
-        large = sum(len(m.body) for m in batch) >= self.config.batch_bytes
-        self._journal_batch(batch)
-        if large:
-            # Database drivers keep buffers as large as the largest message they sent or
-            # read (libpq's never shrink): after large packages, start afresh.
-            self.sessions.kw["bind"].dispose()
+        self._journal_batch(self._take_batch())
         if again and self._waiting_count:
-            self._flush_soon(0.0)  # the rest, once what arrived meanwhile is read
+            self._flush_soon()  # the rest, once what arrived meanwhile is read
 
     def _take_batch(self) -> list[Incoming]:
         """Up to ``batch_max`` messages (and ``batch_bytes``), one from each queue in
@@ -493,6 +478,13 @@ class HubWorker:
                 self._channel.nack(message.tag, requeue=False, lane=message.lane)
             else:
                 self._channel.ack(message.tag, lane=message.lane)
+        if max(len(m.body) for m in batch) >= self.config.batch_bytes:
+            # Database drivers keep buffers as large as the largest message they sent or
+            # read (libpq's never shrink): after a large package, start afresh, before
+            # pika's frames of it are made. Not after a batch of smaller ones: a new
+            # PostgreSQL backend costs a fork and its catalog caches, more than buffers
+            # of a few MiB are worth.
+            self.sessions.kw["bind"].dispose()
         self._publish_all(published)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         if carried is not None:
@@ -513,10 +505,19 @@ class HubWorker:
         """Read-only: what the batch's transaction will write. One registry view for the
         whole batch, closed before the receipts are signed, so the write transaction (and
         the ledger lock) is only the inserts."""
-        with self.sessions() as reading:
+        with self._reading() as reading:
             decisions = self._planner.decide(batch, self.services.view(reading),
                                              poisoned=poisoned, admit=admit, refused=refused)
         return self._planner.plan(decisions)
+
+    def _reading(self) -> Session:
+        """A session for reads only, outside any transaction: on PostgreSQL no ``BEGIN``
+        and no ``ROLLBACK``, two round trips a batch. Each query sees what is committed
+        when it runs, as it would in a READ COMMITTED transaction; what changes between
+        a read and the batch's write is caught by the write's constraints."""
+        session = self.sessions()
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return session
 
     def _limit(self, batch: list[Incoming]) -> dict[tuple[int, int], VdxError]:
         """The messages of ``batch`` beyond their node's limits, each with its refusal;
@@ -530,7 +531,7 @@ class HubWorker:
                 candidates[message_key(message)] = node
         if not candidates:
             return {}
-        with self.sessions() as reading:
+        with self._reading() as reading:
             directory = self.services.view(reading)
             senders = {key: node for key, node in candidates.items()
                        if self._sends_for(directory, batch, key, node)}
@@ -586,11 +587,8 @@ class HubWorker:
         outbox_ids = journal.insert_returning_ids(session, OutboxRow,
                                                   [row for row, _, _ in plan.outbox])
         if plan.ledger:
-            head = journal.lock_ledger_head(session)
-            # Remembered even if this transaction rolls back: the head then will not match.
-            self._last_entry = journal.append_ledger(session, head, plan.ledger,
-                                                     self.services.sign_hash,
-                                                     self._last_entry)[-1]
+            journal.append_ledger(session, journal.lock_ledger_head(session), plan.ledger,
+                                  self.services.sign_hash)
         return [(_Published(outbox_id, delivery, message.message_id), message)
                 for outbox_id, (_, message, delivery) in zip(outbox_ids, plan.outbox,
                                                               strict=True)]
@@ -652,7 +650,7 @@ class HubWorker:
                           extra={"event": "returned", "message_id": t.message_id})
         self._confirmed.extend(routed)  # type: ignore[arg-type]
         if self._confirm_timer is None:
-            self._confirm_timer = self._channel.call_later(self.config.batch_wait,
+            self._confirm_timer = self._channel.call_later(self.config.confirm_wait,
                                                            self._confirms_due)
 
     def _on_returned(self, message_id: object) -> None:
@@ -662,11 +660,11 @@ class HubWorker:
     # ------------------------------------------------------------------ confirming
 
     def _confirms_due(self) -> None:
-        """``batch_wait`` after a confirm: record the confirmations on their own, unless
-        a batch is about to carry them (then look again after another ``batch_wait``)."""
+        """``confirm_wait`` after a confirm: record the confirmations on their own, unless
+        a batch is about to carry them (then look again after another ``confirm_wait``)."""
         self._confirm_timer = None
         if self._flush_timer is not None:
-            self._confirm_timer = self._channel.call_later(self.config.batch_wait,
+            self._confirm_timer = self._channel.call_later(self.config.confirm_wait,
                                                            self._confirms_due)
             return
         self._flush_confirmed()
