@@ -1,6 +1,6 @@
 """Documents' bodies in the journal, on both databases: the exact bytes back, the ids in
 the order of the rows, and on SQLite a large body written in pieces, within the
-transaction (``vdx.hub.journal.insert_returning_ids``)."""
+transaction (``vdx.hub.journal.insert_documents``)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def test_bodies_come_back_as_they_went_in(backend: str, tmp_path) -> None:
     with database(backend, tmp_path) as engine:
         sessions = sessionmaker(engine)
         with sessions.begin() as session:
-            ids = journal.insert_returning_ids(
-                session, DocumentRow, [_row(body, n) for n, body in enumerate(bodies)])
+            ids = journal.insert_documents(
+                session, [_row(body, n) for n, body in enumerate(bodies)])
         with sessions() as session:
             stored = dict(session.execute(select(DocumentRow.id, DocumentRow.body)).all())
             ids_by_document = dict(session.execute(
@@ -45,7 +45,7 @@ def test_a_body_written_in_pieces_rolls_back_with_its_transaction(tmp_path) -> N
     with database("sqlite", tmp_path) as engine:
         sessions = sessionmaker(engine)
         with sessions() as session:
-            journal.insert_returning_ids(session, DocumentRow,
+            journal.insert_documents(session,
                                          [_row(os.urandom(2 * BODY_IN_PIECES_FROM), 1)])
             session.rollback()
         with sessions() as session:

@@ -300,8 +300,7 @@ def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dic
     inserted like any others. ``INSERT … RETURNING`` of many rows in their order would
     be ``INSERT … SELECT … FROM (VALUES …) ORDER BY``: a sort of every row, package
     bodies included (spilled to disk once they pass ``work_mem``), and a new statement
-    text for every batch size, which the driver cannot prepare. SQLite: documents'
-    large bodies are written in pieces (:func:`_insert_in_pieces`).
+    text for every batch size, which the driver cannot prepare.
     """
     if not rows:
         return []
@@ -312,10 +311,17 @@ def insert_returning_ids(session: Session, model: type[Base], rows: Sequence[dic
         connection.execute(_insert(table), [row | {"id": id_} for row, id_ in
                                             zip(rows, ids, strict=True)])
         return ids
-    if model is DocumentRow and connection.dialect.name == "sqlite" and any(
+    return list(connection.scalars(_insert(table, returning_id=True), list(rows)))
+
+
+def insert_documents(session: Session, rows: Sequence[dict]) -> list[int]:
+    """:func:`insert_returning_ids` for documents; on SQLite, large bodies are written in
+    pieces (:func:`_insert_in_pieces`)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and any(
             len(row["body"]) >= BODY_IN_PIECES_FROM for row in rows):
         return _insert_in_pieces(connection, rows)
-    return list(connection.scalars(_insert(table, returning_id=True), list(rows)))
+    return insert_returning_ids(session, DocumentRow, rows)
 
 
 _NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "

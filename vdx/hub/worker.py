@@ -581,8 +581,7 @@ class HubWorker:
         """Insert ``plan`` (a few multi-row INSERTs, the ledger last so its lock is held
         the shortest); return each outbox row's publication."""
         journal.insert_rows(session, InboundRow, plan.inbound)
-        pks = journal.insert_returning_ids(session, DocumentRow,
-                                           [document for document, _ in plan.documents])
+        pks = journal.insert_documents(session, [document for document, _ in plan.documents])
         journal.insert_rows(session, DeliveryRow, [
             delivery | {"document_pk": pk}
             for pk, (_, deliveries) in zip(pks, plan.documents, strict=True)
