@@ -18,7 +18,8 @@ unit tests) and runs this loop on its I/O thread:
    redeliveries and duplicates are found with one query each, and its receipts are
    signed, all before any write (:class:`vdx.hub.plan.Planner`, no I/O of its own);
 3. ONE short transaction inserts, for the whole batch, every document, delivery,
-   receipt, outbox row and ledger entry, a few multi-row INSERTs (:meth:`HubWorker._write`);
+   receipt, outbox row and ledger entry, a few multi-row INSERTs (:meth:`HubWorker._write`;
+   on PostgreSQL prepared INSERTs sent in one pipeline, :func:`vdx.hub.journal.pipelined`);
 4. only then are the messages acknowledged, and the outbox rows published with
    pipelined confirms (built from the values in hand, not read back);
 5. what the broker confirmed is recorded in the next batch's transaction, before its
@@ -572,7 +573,7 @@ class HubWorker:
                 ) -> list[tuple[_Published, Outgoing]]:
         """Write ``plan`` in ONE transaction, after recording the confirmations it
         ``carried`` (their receipts and ledger entries first); return the publications."""
-        with self._writer, self.sessions.begin() as session:
+        with self._writer, self.sessions.begin() as session, journal.pipelined(session):
             if carried is not None:
                 plan = self._record_confirmations(session, carried).then(plan)
             return self._write(session, plan)
