@@ -395,15 +395,15 @@ def reset_peak(pid: int) -> bool:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
-    """User + system CPU seconds of ``pid`` (0 if gone); with ``reaped``, those of its
-    children that have exited and been waited for instead."""
+def cpu_seconds(pid: int, *, exited_children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (0 if gone), with ``exited_children`` plus
+    those of its children that have exited and been waited for."""
     stat = _read(f"/proc/{pid}/stat")
     if not stat:
         return 0.0
     fields = stat[stat.rfind(b")") + 2:].split()
-    first = 13 if reaped else 11  # cutime, cstime / utime, stime
-    return (int(fields[first]) + int(fields[first + 1])) / _TICK
+    last = 15 if exited_children else 13  # utime, stime[, cutime, cstime]
+    return sum(int(f) for f in fields[11:last]) / _TICK
 
 
 def pids_named(*names: str) -> list[int]:
@@ -440,8 +440,8 @@ class CpuMeter:
         for name, comm in self.SERVERS.items():
             pids = pids_named(*comm)
             # a child that exits moves its whole time from its own line to its parent's
-            # reaped time, so the group's total only ever grows by what was used meanwhile
-            out[name] = sum(cpu_seconds(p) + cpu_seconds(p, reaped=True) for p in pids)
+            # children's time, so the group's total only ever grows by what was used meanwhile
+            out[name] = sum(cpu_seconds(p, exited_children=True) for p in pids)
         out["machine"] = machine_busy_seconds()
         return out
 
